@@ -1,0 +1,1 @@
+"""docrag's composition layer: configuration, the DocRag service and the `docrag` CLI."""

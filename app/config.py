@@ -1,0 +1,90 @@
+"""One typed configuration, read by the CLI, the web UI and the library alike.
+
+Priority, lowest to highest: defaults here, ``docrag.toml`` (the working directory's, then the
+index folder's), ``DOCRAG_*`` environment variables, explicit overrides (CLI flags).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Config:
+    index_dir: Path = Path(".docrag")
+    # none | auto | a checkpoint folder | a hub id. auto: the configured model when it can run
+    # (GPU, or a local folder), else text-only indexing.
+    encoder: str = "auto"
+    auto_encoder: str = "moca-embed/MoCa-Qwen25VL-3B"
+    processor: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    token_budget: int | None = None
+    renderer: str = "pymupdf"
+    dpi: int = 144
+    max_page_pixels: int = 2_500_000
+    page_format: str = "webp"
+    batch_pages: int = 16
+    qdrant_url: str | None = None
+    qdrant_collection: str = "docrag"
+    top_k: int = 5
+    mode: str = "auto"  # visual | text | hybrid | auto (hybrid when visual vectors exist)
+    lock_timeout_s: float = 10.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def qdrant_api_key(self) -> str | None:
+        # Secrets come from the environment only, never from a file in the repo.
+        return os.environ.get("QDRANT_API_KEY") or None
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name != "extra"}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = FIELDS[name].type
+    if value is None or (isinstance(value, str) and value.lower() in ("", "none", "null") and "None" in kind):
+        return None
+    if kind == "Path":
+        return Path(value).expanduser()
+    if kind.startswith("int"):
+        return int(value)
+    if kind.startswith("float"):
+        return float(value)
+    return str(value)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ValueError(f"{path}: invalid config file: {e}") from e
+    data = data.get("docrag", data)
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"{path}: unknown setting(s): {', '.join(unknown)}")
+    return data
+
+
+def load_config(overrides: dict[str, Any] | None = None, cwd: Path | None = None) -> Config:
+    """Build the effective configuration (see module docstring for the order)."""
+    cwd = cwd or Path.cwd()
+    values: dict[str, Any] = {}
+    values.update(_read_toml(cwd / "docrag.toml"))
+    env = {name: os.environ[f"DOCRAG_{name.upper()}"] for name in FIELDS if f"DOCRAG_{name.upper()}" in os.environ}
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    index_dir = Path(given.get("index_dir") or env.get("index_dir") or values.get("index_dir") or Config.index_dir)
+    if not index_dir.is_absolute():
+        index_dir = cwd / index_dir
+    values.update(_read_toml(index_dir / "docrag.toml"))
+    values.update(env)
+    values.update(given)
+    values["index_dir"] = index_dir
+    return Config(**{k: _coerce(k, v) for k, v in values.items()})
