@@ -2,18 +2,179 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
 import typer
 
 from .cli_train import train_app
+from .errors import fail
 
 app = typer.Typer(
     name="docrag",
     help="Search PDFs by their pages' pictures: index, search, ask, train.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    add_completion=False,
 )
 app.add_typer(train_app, name="train")
 
+IndexDir = typer.Option(None, "--index-dir", help="Index folder (default ./.docrag or $DOCRAG_INDEX_DIR).")
+QdrantUrl = typer.Option(None, "--qdrant-url", help="Use a Qdrant server/cluster (API key: $QDRANT_API_KEY).")
+EncoderOpt = typer.Option(None, "--encoder", help="none | auto | checkpoint folder | hub id.")
+
+
+def _service(**overrides: Any):
+    """Load the config (files, environment, these flags) and build the service; errors are one line."""
+    from .config import load_config
+    from .service import DocRag
+
+    try:
+        return DocRag(load_config(overrides))
+    except ValueError as e:
+        fail(str(e))
+
+
+def _run(fn, *args, **kwargs):
+    """Call into the service, turning the errors a user can cause into one-line messages."""
+    from indexing.lock import IndexBusy
+    from indexing.store import DimensionMismatch, StoreError
+
+    from .service import EncoderUnavailable
+
+    try:
+        return fn(*args, **kwargs)
+    except IndexBusy as e:
+        fail(f"{e} (try again when it finishes)")
+    except (EncoderUnavailable, DimensionMismatch, StoreError, KeyError, ValueError) as e:
+        fail(str(e).strip("'\""))
+    except KeyboardInterrupt:
+        fail("interrupted: the index is consistent; run the same command again to finish", code=130)
+
+
+@app.command()
+def index(
+    paths: list[Path] = typer.Argument(..., help="PDF files, images or folders (walked recursively)."),
+    index_dir: Path | None = IndexDir,
+    encoder: str | None = EncoderOpt,
+    processor: str | None = typer.Option(None, help="Tokenizer/image-processor folder or hub id for --encoder."),
+    renderer: str | None = typer.Option(None, help="pymupdf (default) | pdf2image."),
+    dpi: int | None = typer.Option(None, help="Render resolution (default 144)."),
+    batch_pages: int | None = typer.Option(None, help="Pages per write batch."),
+    qdrant_url: str | None = QdrantUrl,
+    prune: bool = typer.Option(False, "--prune", help="Also remove files that disappeared from PATHS."),
+    strict: bool = typer.Option(False, "--strict", help="Exit non-zero if any file failed."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Index PDFs and images: new and changed files are (re)indexed, unchanged ones skipped."""
+    from .progress import RichIndexEvents
+
+    svc = _service(index_dir=index_dir, encoder=encoder, processor=processor, renderer=renderer, dpi=dpi,
+                   batch_pages=batch_pages, qdrant_url=qdrant_url)
+    _run(svc.encoder)  # load (or decide against) the encoder before the progress bar starts
+    for note in svc.notes:
+        typer.secho(note, fg=typer.colors.YELLOW, err=True)
+    svc.notes.clear()
+    with RichIndexEvents(quiet=json_out) as events:
+        report = _run(svc.index, [str(p) for p in paths], prune=prune, events=events)
+    for note in svc.notes:
+        typer.secho(note, fg=typer.colors.YELLOW, err=True)
+    if json_out:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        typer.echo(
+            f"{report.new} new, {report.changed} changed, {report.unchanged} unchanged, {report.failed} failed"
+            + (f", {report.removed} removed" if prune else "")
+            + f"; {report.pages_rendered} pages rendered"
+            + (f", {report.visual_added} pages got visual vectors" if report.visual_added else "")
+            + f" in {report.seconds:.1f} s"
+        )
+    if report.failed and (strict or not report.indexed_anything):
+        raise typer.Exit(1)
+
+
+@app.command()
+def search(
+    query: str = typer.Argument(..., help="What to look for."),
+    top_k: int | None = typer.Option(None, "--top-k", "-k", help="Number of pages (default 5)."),
+    mode: str | None = typer.Option(None, help="visual | text | hybrid (default: hybrid if visual vectors exist)."),
+    filter_: list[str] = typer.Option([], "--filter", help="doc=SUBSTRING: only documents whose path contains it."),
+    index_dir: Path | None = IndexDir,
+    encoder: str | None = EncoderOpt,
+    qdrant_url: str | None = QdrantUrl,
+    json_out: bool = typer.Option(False, "--json", help="Print hits as JSON."),
+) -> None:
+    """Search the index; prints rank, score, document and page."""
+    doc = None
+    for f in filter_:
+        key, _, value = f.partition("=")
+        if key != "doc" or not value:
+            fail(f"unknown filter {f!r}; use --filter doc=SUBSTRING")
+        doc = value
+    svc = _service(index_dir=index_dir, encoder=encoder, qdrant_url=qdrant_url)
+    hits = _run(svc.search, query, top_k=top_k, mode=mode, doc=doc)
+    from .service import hit_to_dict
+
+    rows = [hit_to_dict(h, svc.config.index_dir) for h in hits]
+    if json_out:
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    if not rows:
+        typer.echo("no matching pages")
+        return
+    console = Console()
+    if not console.is_terminal:  # piped: never cut a path to fit an imaginary 80 columns
+        console = Console(width=100_000)
+    table = Table("rank", "score", "document", "page", box=None)
+    for i, r in enumerate(rows, 1):
+        table.add_row(str(i), f"{r['score']:.4f}", _short(r["doc"]), str(r["page"]))
+    console.print(table)
+
+
+@app.command()
+def status(
+    index_dir: Path | None = IndexDir,
+    qdrant_url: str | None = QdrantUrl,
+    json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """What the index holds: documents, pages, pages with visual vectors, size, encoder."""
+    svc = _service(index_dir=index_dir, qdrant_url=qdrant_url)
+    info = _run(svc.status)
+    if json_out:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    width = max(map(len, info))
+    for key, value in info.items():
+        typer.echo(f"{key.ljust(width)}  {value if value is not None else '-'}")
+
+
+@app.command()
+def delete(
+    path: Path = typer.Argument(..., help="A document's path as it was indexed."),
+    index_dir: Path | None = IndexDir,
+    qdrant_url: str | None = QdrantUrl,
+) -> None:
+    """Remove one document from the index."""
+    svc = _service(index_dir=index_dir, qdrant_url=qdrant_url)
+    removed = _run(svc.delete, path)
+    typer.echo(f"removed {path} ({removed} pages)")
+
+
+def _short(path: str) -> str:
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
 
 def main() -> None:
-    app()
+    app(prog_name="docrag")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

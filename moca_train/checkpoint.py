@@ -8,6 +8,7 @@ conversion maps the names, and bidirectional attention is forced on the config h
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -17,6 +18,20 @@ from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 
 ENCODER_FILE = "docrag_encoder.json"  # docrag's own settings (pooling) beside config.json
 FAMILIES = ("qwen2_5_vl", "qwen2_vl")
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """No per-shard "Loading weights" bars: docrag shows its own progress."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 class CheckpointError(RuntimeError):
@@ -77,13 +92,14 @@ def load_model(
     config = load_config(path, bidirectional=bidirectional)
     cls = model_class(config)
     try:
-        model, info = cls.from_pretrained(
-            str(path),
-            config=config,
-            dtype=resolve_dtype(dtype, device),
-            attn_implementation=attn_implementation,
-            output_loading_info=True,
-        )
+        with quiet_transformers():
+            model, info = cls.from_pretrained(
+                str(path),
+                config=config,
+                dtype=resolve_dtype(dtype, device),
+                attn_implementation=attn_implementation,
+                output_loading_info=True,
+            )
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{path}: cannot load weights: {str(e).splitlines()[0]}") from e
     check_loading_info(path, info)
@@ -113,7 +129,8 @@ def save_checkpoint(model: PreTrainedModel, processor, out: str | os.PathLike, s
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.config.text_config.is_causal = False
-    model.save_pretrained(str(out))
+    with quiet_transformers():
+        model.save_pretrained(str(out))
     if processor is not None:
         save_processor(processor, out)
     if settings is not None:

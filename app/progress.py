@@ -1,0 +1,55 @@
+"""A rich progress display for indexing: files, pages, pages/s; problems as one line each."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from indexing.pipeline import Events
+
+
+class RichIndexEvents(Events):
+    def __init__(self, quiet: bool = False) -> None:
+        self.console = Console(stderr=True)
+        # No live bar when output is not a terminal (CI logs, pipes): just the one-line problems.
+        self.live = not quiet and self.console.is_terminal
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=self.console, disable=not self.live,
+        )
+        self._files = self._pages = None
+
+    def __enter__(self) -> RichIndexEvents:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def files(self, total: int) -> None:
+        self._files = self.progress.add_task("files", total=total, rate="")
+        self._pages = self.progress.add_task("pages", total=0, rate="")
+
+    def file_started(self, path: str, pages: int) -> None:
+        task = self.progress.tasks[self._pages]
+        self.progress.update(self._pages, total=(task.total or 0) + pages)
+
+    def pages_done(self, n: int) -> None:
+        self.progress.advance(self._pages, n)
+        speed = self.progress.tasks[self._pages].speed
+        self.progress.update(self._pages, rate=f"{speed:.1f} pages/s" if speed else "")
+
+    def file_finished(self, path: str, status: str) -> None:
+        if self._files is not None and status != "removed":
+            self.progress.advance(self._files)
+        if status == "removed":
+            self.console.print(f"removed {escape(path)}")
+
+    def problem(self, path: str, reason: str) -> None:
+        self.console.print(f"[red]failed[/red] {escape(path)}: {escape(reason)}", highlight=False)
+
+    def message(self, text: str) -> None:
+        self.console.print(escape(text), highlight=False)
+
+
