@@ -13,13 +13,16 @@ short while under this lock and closes it again:
   while `IndexLock.contended()` is False, and must close and release as soon as it turns True: waiters
   announce themselves with a marker file in `index_dir/.lock.waiting/`.
 
-Measured on 2 CPU cores (benchmarks/store_query.py, 10k pages with ~300-word text payloads):
-`EdgeShard.load` takes ~0.06 s (dim 64) / ~0.17 s (dim 2048) on an optimized shard and ~0.2 s / ~0.4 s on a
-shard that was never optimized (its appendable segment is rebuilt in memory at load); `close` ~10 ms; a
-32-page upsert ~2-4 ms. Against the seconds a vision encoder spends on a batch, a per-batch open is a few
-percent, so per-batch opens are the default; the writer should `optimize()` at the end of a run (that is
-when HNSW is built, and what keeps later opens cheap). A store behind a Qdrant server (`qdrant_url`) needs
-no lock: the server arbitrates.
+Measured on 2 CPU cores (benchmarks/store_query.py; 10k pages with ~250-word texts; results/store_query.json):
+opening the shard takes ~45-80 ms once optimized (dim 64 and 2048 alike; up to ~170 ms in noisier runs) and
+~110-260 ms for a shard never optimized (its appendable segment is rebuilt at load); closing ~10-30 ms; a
+whole per-batch cycle (open, upsert 32 pages, close) ~75-85 ms. Against the seconds a vision encoder spends
+on a batch of pages that is a few percent, and a search that has to wait for a batch write waits < 0.1 s
+plus its own open: per-batch opens are the default process model, no resident server needed. The writer
+calls `optimize()` at the end of a run (~1 s for 10k pages with the default exact dense search; HNSW would
+take ~35 s and hold the lock all that time, see `EdgeStore`), which also keeps later opens cheap; a long
+first run should also optimize every few thousand pages, since the open cost of an unoptimized shard grows
+with it. A store behind a Qdrant server (`qdrant_url`) needs no lock: the server arbitrates.
 
 `flock` belongs to the open file description, so the lock goes away with its process however it dies
 (SIGKILL included), and the file descriptor is not inherited by child processes. The holder writes

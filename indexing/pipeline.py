@@ -32,6 +32,8 @@ from .scan import SourceFile, scan, sha256_file
 from .store import PagePoint, Store, open_store, utc_now
 
 WRITER_LOCK = ".writer.lock"
+# A never-optimized Edge shard gets slower to open as it grows: optimize every this many pages.
+OPTIMIZE_EVERY_PAGES = 4096
 
 
 class Embedder(Protocol):
@@ -136,6 +138,15 @@ class _StoreSession:
         self._lock = None if opts.qdrant_url else IndexLock(index_dir, command=opts.command,
                                                                  timeout_s=opts.lock_timeout_s)
         self._store: Store | None = None
+        self._since_optimize = 0
+
+    def upsert(self, points: list[PagePoint]) -> None:
+        store = self.get()
+        store.upsert(points)
+        self._since_optimize += len(points)
+        if self._since_optimize >= OPTIMIZE_EVERY_PAGES:
+            store.optimize()
+            self._since_optimize = 0
 
     def get(self) -> Store:
         if self._store is None:
@@ -309,7 +320,7 @@ class Indexer:
                 return
             points = self._points(batch, digest, path, title)
             if points:
-                session.get().upsert(points)
+                session.upsert(points)
             stored += len(points)
             visual += sum(p.visual is not None for p in points)
             manifest.progress(path, pages=stored, next_page=last + 1, visual_pages=visual, total_pages=total,

@@ -258,7 +258,7 @@ class Store(ABC):
 
     @abstractmethod
     def optimize(self) -> None:
-        """Build indexes (HNSW) and merge segments; call at the end of an indexing run."""
+        """Merge segments and build their indexes (payload, sparse, HNSW if enabled); call at the end of a run."""
 
     @abstractmethod
     def close(self) -> None:
@@ -471,11 +471,12 @@ class EdgeStore(Store):
     """Qdrant Edge shard in `path` (created on first use). One process at a time; see `indexing.lock`.
 
     Dense search is exact by default (`hnsw=False`: the `visual` vector gets HNSW m=0, i.e. no graph). At the
-    sizes a local index reaches this is both faster and better: measured on 2 cores at 10k pages x 2048 dims,
-    exact search takes ~3.5 ms per query with recall 1.0 and `optimize()` ~1 s, while HNSW took 26-44 s to
-    build (holding the index, so blocking every search meanwhile) and answered in ~3 ms at recall@5 0.71 on
-    random vectors (0.95 only with hnsw_ef=512, ~7 ms). An exact scan grows linearly (~35 ms expected at
-    100k pages); pass `hnsw=True` when creating a much larger index. Fixed at creation, recorded in the schema.
+    sizes a local index reaches this is faster to build and no slower to search. Measured on 2 cores at 10k
+    pages x 2048 dims (benchmarks/store_query.py): exact search p50 4.6 ms (hybrid 3.6 ms) at recall 1.0, and
+    `optimize()` 1.1 s; with HNSW, `optimize()` took 34 s (holding the index, so blocking every search
+    meanwhile) for p50 3.3 ms at recall@5 0.71 on random vectors (0.95 needs hnsw_ef=512, ~7 ms). An exact
+    scan grows linearly (~40-50 ms expected at 100k pages); pass `hnsw=True` when creating a much larger
+    index. The choice is fixed at creation and recorded in the schema file.
     """
 
     def __init__(
@@ -944,16 +945,22 @@ def open_store(
     *,
     language: str | None = None,
     open_timeout_s: float = 0.0,
+    hnsw: bool = False,
 ) -> Store:
     """The index's store: Qdrant Edge under `index_dir/qdrant`, or the `collection` on `qdrant_url`.
 
-    `qdrant_url=":memory:"` gives qdrant-client's in-memory mode (tests, scratch evaluation runs).
+    `qdrant_url=":memory:"` gives qdrant-client's in-memory mode (scratch runs); `file:/some/dir` its local,
+    on-disk mode (the client code path without a server, for tests; one process at a time, brute force).
+    `hnsw` only matters when an Edge shard is created (see `EdgeStore`).
     """
     if qdrant_url:
         if qdrant_url == ":memory:":
             return QdrantClientStore(location=":memory:", collection=collection, dim=dim, language=language)
+        if qdrant_url.startswith("file:"):
+            local = qdrant_url.removeprefix("file://") if qdrant_url.startswith("file://") else qdrant_url[5:]
+            return QdrantClientStore(path=local, collection=collection, dim=dim, language=language)
         return QdrantClientStore(qdrant_url, api_key=api_key, collection=collection, dim=dim, language=language)
-    return EdgeStore(Path(index_dir) / "qdrant", dim, language=language, open_timeout_s=open_timeout_s)
+    return EdgeStore(Path(index_dir) / "qdrant", dim, language=language, open_timeout_s=open_timeout_s, hnsw=hnsw)
 
 
 @contextlib.contextmanager

@@ -74,8 +74,8 @@ def _opts(**kw) -> IndexOptions:
     return IndexOptions(dpi=48, batch_pages=kw.pop("batch_pages", 8), page_format="png", **kw)
 
 
-def _pages_by_doc(index_dir: Path) -> dict[str, int]:
-    store = open_store(index_dir, None)
+def _pages_by_doc(index_dir: Path, qdrant_url: str | None = None) -> dict[str, int]:
+    store = open_store(index_dir, None, qdrant_url)
     try:
         return store.document_page_counts()
     finally:
@@ -92,57 +92,64 @@ def corpus(tmp_path, debian_pdfs) -> Path:
     return d
 
 
-def test_first_run_indexes_everything_then_rerun_is_a_no_op(tmp_path, corpus):
+@pytest.fixture(params=["edge", "qdrant-client"])
+def backend(request, tmp_path) -> str | None:
+    """Both store backends: embedded Qdrant Edge, and qdrant-client (its local mode stands in for a server)."""
+    return None if request.param == "edge" else f"file:{tmp_path / 'client-store'}"
+
+
+def test_first_run_indexes_everything_then_rerun_is_a_no_op(tmp_path, corpus, backend):
     renderer = CountingRenderer()
     idx = tmp_path / "idx"
-    first = Indexer(idx, HistogramEmbedder(), _opts(), renderer=renderer).sync([corpus])
+    first = Indexer(idx, HistogramEmbedder(), _opts(qdrant_url=backend), renderer=renderer).sync([corpus])
     assert (first.new, first.failed) == (3, 0)
     assert first.pages == 30 + 95 + 2 == renderer.rendered
-    counts = _pages_by_doc(idx)
+    counts = _pages_by_doc(idx, backend)
     assert sorted(counts.values()) == [2, 30, 95]
+    assert (idx / "qdrant").exists() == (backend is None)
 
     renderer.rendered = 0
     embedder = HistogramEmbedder()
-    again = Indexer(idx, embedder, _opts(), renderer=renderer).sync([corpus])
+    again = Indexer(idx, embedder, _opts(qdrant_url=backend), renderer=renderer).sync([corpus])
     assert (again.new, again.changed, again.unchanged) == (0, 0, 3)
     assert renderer.rendered == 0 and embedder.pages == 0
-    assert _pages_by_doc(idx) == counts
+    assert _pages_by_doc(idx, backend) == counts
 
 
-def test_changed_file_replaces_exactly_its_pages(tmp_path, corpus):
+def test_changed_file_replaces_exactly_its_pages(tmp_path, corpus, backend):
     idx = tmp_path / "idx"
-    Indexer(idx, None, _opts()).sync([corpus])
+    Indexer(idx, None, _opts(qdrant_url=backend)).sync([corpus])
     target = corpus / "Bericht über Äpfel 2024.pdf"
     old_hash = sha256_file(target)
-    before = _pages_by_doc(idx)
+    before = _pages_by_doc(idx, backend)
     badfiles.text_pdf(target, ["neue Fassung", "Seite zwei", "Seite drei"])
     recorder = Recorder()
-    report = Indexer(idx, None, _opts(), events=recorder).sync([corpus])
+    report = Indexer(idx, None, _opts(qdrant_url=backend), events=recorder).sync([corpus])
     assert (report.changed, report.unchanged, report.new) == (1, 2, 0)
     assert recorder.finished[str(target)] == "changed"
-    after = _pages_by_doc(idx)
+    after = _pages_by_doc(idx, backend)
     new_hash = sha256_file(target)
     assert old_hash not in after and after[new_hash] == 3
     assert {h: n for h, n in after.items() if h != new_hash} == {h: n for h, n in before.items() if h != old_hash}
     assert not (idx / "pages" / old_hash[:2] / old_hash).exists()
 
 
-def test_prune_and_delete(tmp_path, corpus):
+def test_prune_and_delete(tmp_path, corpus, backend):
     idx = tmp_path / "idx"
-    Indexer(idx, None, _opts()).sync([corpus])
+    Indexer(idx, None, _opts(qdrant_url=backend)).sync([corpus])
     gone = corpus / "sample-plain.pdf"
     gone_hash = sha256_file(gone)
     gone.unlink()
-    kept = Indexer(idx, None, _opts()).sync([corpus])
-    assert kept.removed == 0 and gone_hash in _pages_by_doc(idx)  # without --prune nothing is dropped
-    pruned = Indexer(idx, None, _opts()).sync([corpus], prune=True)
-    assert pruned.removed == 1 and gone_hash not in _pages_by_doc(idx)
+    kept = Indexer(idx, None, _opts(qdrant_url=backend)).sync([corpus])
+    assert kept.removed == 0 and gone_hash in _pages_by_doc(idx, backend)  # without --prune nothing is dropped
+    pruned = Indexer(idx, None, _opts(qdrant_url=backend)).sync([corpus], prune=True)
+    assert pruned.removed == 1 and gone_hash not in _pages_by_doc(idx, backend)
 
     ref = corpus / "sub dir" / "reference.pdf.gz"
-    assert Indexer(idx, None, _opts()).delete(ref) == 95
-    assert sorted(_pages_by_doc(idx).values()) == [2]
+    assert Indexer(idx, None, _opts(qdrant_url=backend)).delete(ref) == 95
+    assert sorted(_pages_by_doc(idx, backend).values()) == [2]
     with pytest.raises(KeyError, match="not in the index"):
-        Indexer(idx, None, _opts()).delete(ref)
+        Indexer(idx, None, _opts(qdrant_url=backend)).delete(ref)
 
 
 def test_same_content_under_two_paths_is_stored_once(tmp_path, corpus):

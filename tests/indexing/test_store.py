@@ -346,6 +346,7 @@ def test_edge_schema_file_and_language_guard(tmp_path: Path) -> None:
         assert s.query(text="Hund", mode="text")[0].page == 1
     schema = json.loads((tmp_path / "q" / SCHEMA_FILE).read_text())
     assert schema["dim"] == 8 and schema["bm25_language"] == "german" and schema["schema_version"] == 1
+    assert schema["dense_index"] == "exact"
     with EdgeStore(tmp_path / "q") as s:
         assert s.language == "german" and s.dim == 8
     with pytest.raises(StoreError, match="BM25 language 'german'"):
@@ -363,3 +364,13 @@ def test_open_store_factory_and_locked_store(tmp_path: Path) -> None:
         assert s.count() == 1 and s.dim == 8
         assert json.loads((tmp_path / ".lock.info").read_text())["command"] == "docrag search"
     assert not (tmp_path / ".lock.info").exists()
+
+
+def test_edge_hnsw_option_builds_a_graph_index(tmp_path: Path) -> None:
+    rng = np.random.default_rng(12)
+    with EdgeStore(tmp_path / "h", DIM, hnsw=True) as s:
+        pts = [page("g", n, text=filler_text(rng), visual=unit(rng)) for n in range(1, 201)]
+        s.upsert(pts)
+        s.optimize()
+        assert s.query(vector=pts[7].visual, mode="visual", top_k=1)[0].page == 8
+    assert json.loads((tmp_path / "h" / SCHEMA_FILE).read_text())["dense_index"] == "hnsw"
