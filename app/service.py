@@ -40,8 +40,8 @@ class DocRag:
     def encoder(self, for_query: bool = False):
         """The configured encoder, loaded once; None means text-only.
 
-        ``auto``: the encoder this index was built with if it is a local folder, else the configured
-        hub model when a GPU is present, else none (text layer only; says so in ``notes``).
+        ``auto``: the encoder this index was built with, else the configured default model when a GPU
+        is present, else none (text layer only; says so in ``notes``).
         """
         if self._encoder_resolved:
             return self._encoder
@@ -50,8 +50,10 @@ class DocRag:
         if choice == "none":
             return None
         if choice == "auto":
+            # The index's own encoder if it has one (queries must be embedded by the model that embedded
+            # the pages); otherwise the default MoCa model, but only where it can run at a usable speed.
             recorded = self.recorded_encoder()
-            if recorded and Path(recorded).is_dir():
+            if recorded:
                 choice = recorded
             else:
                 import torch
@@ -61,7 +63,7 @@ class DocRag:
                         self.notes.append("no GPU and no --encoder: indexing the text layer only "
                                           "(pass --encoder PATH to embed page images)")
                     return None
-                choice = recorded or self.config.auto_encoder
+                choice = self.config.auto_encoder
         self._encoder = self._load_encoder(choice)
         return self._encoder
 

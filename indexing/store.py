@@ -269,6 +269,21 @@ class Store(ABC):
     def closed(self) -> bool: ...
 
     # ---------------------------------------------------------------- shared logic
+    _models: Any  # the backend's module of request types (qdrant_edge, or qdrant_client.models)
+
+    @abstractmethod
+    def _cond(self, c: tuple) -> Any: ...
+
+    def _filter(self, flt: _Filter | None) -> Any:
+        """A neutral `_Filter` in the backend's own types (both spell Filter(must, should, must_not) alike)."""
+        if flt is None:
+            return None
+        return self._models.Filter(
+            must=[self._cond(c) for c in flt.must] or None,
+            should=[self._cond(c) for c in flt.should] or None,
+            must_not=[self._cond(c) for c in flt.must_not] or None,
+        )
+
     def _check_open(self) -> None:
         if self.closed:
             raise StoreError("store is closed")
@@ -491,7 +506,7 @@ class EdgeStore(Store):
     ) -> None:
         import qdrant_edge as qe
 
-        self._qe = qe
+        self._qe = self._models = qe
         self.path = Path(path)
         self._shard: Any = None
         schema_path = self.path / SCHEMA_FILE
@@ -602,15 +617,6 @@ class EdgeStore(Store):
         if c[0] == "has_vector":
             return qe.HasVectorCondition(c[1])
         raise ValueError(f"unknown condition {c!r}")
-
-    def _filter(self, flt: _Filter | None) -> Any:
-        if flt is None:
-            return None
-        return self._qe.Filter(
-            must=[self._cond(c) for c in flt.must] or None,
-            should=[self._cond(c) for c in flt.should] or None,
-            must_not=[self._cond(c) for c in flt.must_not] or None,
-        )
 
     def _sparse(self, s: Sparse) -> Any:
         return self._qe.SparseVector(s.indices, s.values)
@@ -749,7 +755,7 @@ class QdrantClientStore(Store):
 
         if sum(x is not None for x in (url, path, location)) != 1:
             raise ValueError("give exactly one of url, path or location")
-        self._m = models
+        self._m = self._models = models
         self.collection = collection
         self._path = Path(path) if path is not None else None
         self._remote = url is not None
@@ -815,15 +821,6 @@ class QdrantClientStore(Store):
         if c[0] == "has_vector":
             return m.HasVectorCondition(has_vector=c[1])
         raise ValueError(f"unknown condition {c!r}")
-
-    def _filter(self, flt: _Filter | None) -> Any:
-        if flt is None:
-            return None
-        return self._m.Filter(
-            must=[self._cond(c) for c in flt.must] or None,
-            should=[self._cond(c) for c in flt.should] or None,
-            must_not=[self._cond(c) for c in flt.must_not] or None,
-        )
 
     def _sparse(self, s: Sparse) -> Any:
         return self._m.SparseVector(indices=list(s.indices), values=list(s.values))

@@ -323,9 +323,8 @@ def test_query_argument_errors(make_store: StoreFactory) -> None:
     s.close()  # idempotent
 
 
+@pytest.mark.parametrize("backend", ["edge", "client-path"], indirect=True)  # memory mode has nothing to persist
 def test_persistence_close_and_reopen(make_store: StoreFactory, backend: str) -> None:
-    if backend == "client-memory":
-        pytest.skip("in-memory mode has nothing to persist")
     rng = np.random.default_rng(11)
     with make_store(dim=DIM) as s:
         pts = [page("p", n, text=f"persist {n} " + filler_text(rng), visual=unit(rng)) for n in range(1, 21)]
