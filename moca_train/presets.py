@@ -92,7 +92,7 @@ def make_config(preset: str | Preset, tokenizer, family: str = "qwen2_5_vl", bid
             embed_dim=p.vision_hidden,
             hidden_size=p.hidden,
             num_heads=p.vision_heads,
-            mlp_ratio=p.vision_intermediate / p.vision_hidden,
+            mlp_ratio=max(1, round(p.vision_intermediate / p.vision_hidden)),  # Qwen2-VL validates an int
         )
         config = Qwen2VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=p.tie_embeddings, **ids)
     else:

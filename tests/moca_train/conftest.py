@@ -28,3 +28,69 @@ def page_images() -> list[Image.Image]:
         draw.rectangle((20 + 10 * i, h - 80, 120 + 10 * i, h - 20), fill=(200, 40 * i, 90))
         images.append(im)
     return images
+
+
+# ---- CPT (stage 1): rows from a real Debian PDF and shared tiny runs ---------------------------------
+# Session-scoped: the 40-step run serves both the loss-drop test and the resume test.
+
+# Small pages (16-32 merged visual tokens) and short rows keep a tiny-preset step well under a second.
+MIN_PIXELS = 16 * 28 * 28
+MAX_PIXELS = 32 * 28 * 28
+STEPS = 40
+
+
+def tiny_cpt_config(data: list, out: Path, **train):
+    from moca_train.cpt import CPTConfig
+
+    settings = {
+        "out": str(out), "max_steps": STEPS, "lr": 3.0e-3, "warmup_ratio": 0.1, "grad_clip": 5.0, "precision": "fp32",
+        "gradient_checkpointing": False, "tensorboard": False, "prefetch": 1, "log_every": 1, "seed": 0,
+    }
+    settings.update(train)
+    return CPTConfig.from_dict({
+        "base": "tiny", "data": data, "min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS, "max_len": 128,
+        "token_budget": 1024, "pool_rows": 20, "mlm_ratio": 0.4, "mae_ratio": 0.5, "mae_weight": 0.5, "seed": 0,
+        "train": settings,
+    })
+
+
+@pytest.fixture(scope="session")
+def make_cpt_config():
+    """`tiny_cpt_config(data, out, **train_overrides)`: the tests' tiny CPT settings."""
+    return tiny_cpt_config
+
+
+@pytest.fixture(scope="session")
+def cpt_jsonl(tmp_path_factory, debian_pdfs) -> Path:
+    """CPT rows (page image + text layer) of the first 16 pages of the Debian AMC sample PDF."""
+    from moca_train.data import build_cpt_data
+
+    out = tmp_path_factory.mktemp("cpt-data") / "pages.jsonl"
+    # 36 dpi: the collator downsizes pages to <= 32 visual tokens anyway; small PNGs decode fast.
+    report = build_cpt_data([debian_pdfs["sample-plain.pdf"]], out, max_pages=16, dpi=36)
+    assert report.pages == 16 and not report.problems
+    return out
+
+
+@pytest.fixture(scope="session")
+def straight_run(cpt_jsonl, tmp_path_factory) -> Path:
+    """40 steps of the tiny preset in one go (checkpoint every 20, TensorBoard on)."""
+    from moca_train.cpt import run_cpt
+
+    out = tmp_path_factory.mktemp("cpt-straight")
+    summary = run_cpt(tiny_cpt_config([str(cpt_jsonl)], out, save_every=20, tensorboard=True))
+    assert summary["step"] == STEPS and summary["exported"] == str(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def resumed_run(cpt_jsonl, tmp_path_factory) -> Path:
+    """The same run stopped after step 20, then resumed by a fresh trainer to step 40."""
+    from moca_train.cpt import run_cpt
+
+    out = tmp_path_factory.mktemp("cpt-resumed")
+    first = run_cpt(tiny_cpt_config([str(cpt_jsonl)], out, save_every=20, stop_at=20))
+    assert first["step"] == 20 and first["exported"] is None
+    second = run_cpt(tiny_cpt_config([str(cpt_jsonl)], out, save_every=20))
+    assert second["step"] == STEPS
+    return out
