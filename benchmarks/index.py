@@ -1,0 +1,388 @@
+"""`docrag index` end to end: pages/s (text only, and with the `small` encoder on CPU), peak RSS, the no-op
+re-run, and query latency per search mode over 10k+ stored pages.
+
+    python benchmarks/index.py                      # all Debian PDFs text-only, a subset with the encoder, 10k query
+    python benchmarks/index.py --quick              # smoke run (tiny subsets, < 1 minute)
+    python benchmarks/index.py --pages 300 --encoder-pages 40 --query-pages 20000
+
+Indexing goes through `indexing.pipeline.Indexer` with the default `IndexOptions` (PyMuPDF at 144 dpi, WebP page
+images, BM25, Qdrant Edge), each run in a fresh subprocess and a fresh index folder, so its peak RSS is its own.
+The second (no-op) run is another fresh process on the same folder. Query latency over 10k+ pages reuses
+`benchmarks/store_query.py`'s store builder (synthetic Zipf page text, random vectors; `Store.query`, the call
+`docrag search` makes); `DocRag.search` end to end (lock + open + query encoding + query + close) is measured on the
+real indexes built here. Prints tables and writes benchmarks/results/index.json (--quick: index-quick.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+# Only what the indexing children need at module level: benchmarks.common imports torch (~200 MB of RSS), which
+# a text-only `docrag index --encoder none` never loads. The parent imports it in main().
+from benchmarks.store_query import pct  # noqa: E402
+from benchmarks.store_query import run as store_run  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DEBIAN = ROOT / ".test-data" / "debian"
+MOCA_3B_DIM = 2048
+# What `docrag search` gets asked about these manuals (auto-multiple-choice docs, Debian reference card).
+QUERIES = ["scanning the answer sheets", "how to mark the boxes", "LaTeX source of the exam", "automatic grading",
+           "export marks to a spreadsheet", "apt-get install a package", "multiple choice question with one answer",
+           "students names list", "configure the printer", "annotate the corrected copies"]
+
+
+# ---------------------------------------------------------------------------------------------- corpus
+
+
+def _open_pdf(path: Path):
+    import pymupdf
+
+    if path.name.endswith(".gz"):
+        with gzip.open(path, "rb") as f:
+            return pymupdf.open(stream=f.read(), filetype="pdf")
+    return pymupdf.open(path)
+
+
+def corpus(n_pages: int | None, dest: Path) -> dict[str, Any]:
+    """The Debian PDFs as they are (n_pages None or >= their total), else n_pages of them spread evenly across
+    every document, written as smaller PDFs into ``dest``."""
+    sources = sorted(p for p in DEBIAN.iterdir() if p.name.endswith((".pdf", ".pdf.gz")))
+    if not sources:
+        sys.exit(f"no PDFs in {DEBIAN}: run `make test-data` first")
+    counts = []
+    for src in sources:
+        with _open_pdf(src) as doc:
+            counts.append(doc.page_count)
+    total = sum(counts)
+    if n_pages is None or n_pages >= total:
+        return {"paths": [str(p) for p in sources], "pages": total, "documents": len(sources), "subset": False}
+    picks = [k * total // n_pages for k in range(n_pages)]  # evenly spaced, distinct since total >= n_pages
+    dest.mkdir(parents=True, exist_ok=True)
+    paths, start = [], 0
+    for src, count in zip(sources, counts, strict=True):
+        local = [p - start for p in picks if start <= p < start + count]
+        start += count
+        if not local:
+            continue
+        out = dest / (src.name.removesuffix(".gz").removesuffix(".pdf") + ".pdf")
+        with _open_pdf(src) as doc:
+            doc.select(local)
+            doc.save(out, garbage=3, deflate=True)
+        paths.append(str(out))
+    return {"paths": paths, "pages": n_pages, "documents": len(paths), "subset": True}
+
+
+# ---------------------------------------------------------------------------------------------- child process
+
+
+def _proc_status_kib(key: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _du(path: Path) -> int:
+    """Bytes allocated on disk (Qdrant preallocates sparse files: their size overstates it)."""
+    return sum(p.stat().st_blocks * 512 for p in path.rglob("*") if p.is_file())
+
+
+class _TimedEmbedder:
+    """The encoder, with the time spent in `encode_documents` added up (the rest is render, save, BM25, store)."""
+
+    def __init__(self, enc) -> None:
+        self.enc, self.name, self.seconds = enc, enc.name, 0.0
+
+    @property
+    def dim(self) -> int:
+        return self.enc.dim
+
+    def encode_documents(self, images):
+        t0 = time.perf_counter()
+        try:
+            return self.enc.encode_documents(images)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+
+def child(spec: dict[str, Any]) -> dict[str, Any]:
+    """One indexing run (+ optional end-to-end searches) in this fresh process; see `run_child`."""
+    if spec["task"] == "init":
+        from moca_train.presets import init_checkpoint
+
+        path = init_checkpoint("small", spec["out"])
+        return {"checkpoint": str(path)}
+
+    from indexing.pipeline import Indexer, IndexOptions
+
+    out: dict[str, Any] = {}
+    enc = None
+    if spec.get("encoder"):
+        import torch
+
+        from moca_train.modeling import MoCaEncoder
+
+        t0 = time.perf_counter()
+        enc = MoCaEncoder.from_pretrained(spec["encoder"])
+        out["encoder_load_s"] = time.perf_counter() - t0
+        out["dim"] = enc.dim
+        out["torch_threads"] = torch.get_num_threads()
+        out["rss_after_load_mib"] = _proc_status_kib("VmRSS") / 1024
+    index_dir = Path(spec["index_dir"])
+    opts = IndexOptions(command="benchmarks/index.py")
+    timed = _TimedEmbedder(enc) if enc is not None else None
+    t0 = time.perf_counter()
+    report = Indexer(index_dir, timed, opts).sync(spec["paths"])
+    out["sync_s"] = time.perf_counter() - t0
+    out["launch_to_synced_s"] = time.time() - spec["launched_at"]
+    if timed is not None:
+        out["encode_s"] = timed.seconds
+    out["report"] = report.as_dict()
+    # VmHWM, not ru_maxrss: Linux carries the parent's high-water mark into ru_maxrss across fork+exec.
+    out["peak_rss_mib"] = _proc_status_kib("VmHWM") / 1024
+    out["ru_maxrss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["index_bytes"] = _du(index_dir)
+    out["options"] = {"renderer": opts.renderer, "dpi": opts.dpi, "page_format": opts.page_format,
+                      "batch_pages": opts.batch_pages, "max_pixels": opts.max_pixels}
+    if spec.get("search_modes"):
+        out["search"] = _search_latency(index_dir, enc, spec["encoder"], spec["search_modes"], spec["n_search"])
+    return out
+
+
+def _search_latency(index_dir: Path, enc, encoder_path: str | None, modes: list[str], n: int) -> dict[str, Any]:
+    """`DocRag.search` as `docrag search` runs it: manifest check, query encoding, lock, shard open, query, close."""
+    from app.config import Config
+    from app.service import DocRag
+
+    rag = DocRag(Config(index_dir=index_dir, encoder=encoder_path or "none"), encoder=enc)
+    res: dict[str, Any] = {}
+    for mode in modes:
+        rag.search(QUERIES[0], mode=mode)  # warm-up
+        lat = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            rag.search(QUERIES[i % len(QUERIES)], mode=mode)
+            lat.append(time.perf_counter() - t0)
+        res[mode] = {"n": n, "p50_ms": pct(lat, 50) * 1e3, "p95_ms": pct(lat, 95) * 1e3,
+                     "mean_ms": statistics.mean(lat) * 1e3}
+    if enc is not None:  # the query-encoding share of the above
+        lat = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            enc.encode_queries([QUERIES[i % len(QUERIES)]])
+            lat.append(time.perf_counter() - t0)
+        res["encode_query_only"] = {"n": n, "p50_ms": pct(lat, 50) * 1e3, "p95_ms": pct(lat, 95) * 1e3}
+    return res
+
+
+class OtherLoad:
+    """How many cores other processes kept busy while this block ran: all CPUs' busy time (/proc/stat) minus this
+    process's and its waited-for children's (the machine may be shared; the numbers here are only as good as that)."""
+
+    def __enter__(self) -> OtherLoad:
+        self._t0, self._busy0, self._ours0 = time.perf_counter(), self._busy(), self._ours()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        wall = time.perf_counter() - self._t0
+        others = (self._busy() - self._busy0) - (self._ours() - self._ours0)
+        self.cores = max(0.0, others / wall) if wall > 0 else 0.0
+
+    @staticmethod
+    def _busy() -> float:
+        f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return (sum(f[:8]) - f[3] - f[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+
+    @staticmethod
+    def _ours() -> float:
+        s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
+def run_child(spec: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """Run `child(spec)` in a fresh interpreter; its wall time includes start-up, imports and model loading."""
+    spec_path = workdir / f"spec-{time.monotonic_ns()}.json"
+    result_path = spec_path.with_suffix(".out.json")
+    spec_path.write_text(json.dumps({**spec, "result": str(result_path), "launched_at": time.time()}))
+    t0 = time.perf_counter()
+    with OtherLoad() as other:
+        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", str(spec_path)], cwd=ROOT)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"child {spec['task']} failed with exit code {proc.returncode}")
+    out = json.loads(result_path.read_text())
+    out["process_wall_s"] = wall
+    out["other_load_cores"] = other.cores
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- parent
+
+
+def bench_indexing(mode: str, data: dict[str, Any], encoder: str | None, workdir: Path,
+                   search_modes: list[str], n_search: int) -> dict[str, Any]:
+    index_dir = workdir / f"index-{mode}"
+    spec = {"task": "index", "paths": data["paths"], "index_dir": str(index_dir), "encoder": encoder}
+    print(f"[{mode}] indexing {data['pages']} pages in {data['documents']} documents ...", flush=True)
+    first = run_child(spec, workdir)
+    print(f"[{mode}] {first['sync_s']:.1f} s; no-op re-run ...", flush=True)
+    second = run_child({**spec, "search_modes": search_modes, "n_search": n_search}, workdir)
+    rep = first["report"]
+    if rep["failed"] or rep["pages"] != data["pages"]:
+        print(f"[{mode}] warning: {rep['pages']} pages stored of {data['pages']}, {rep['failed']} failed: "
+              f"{rep['problems'][:3]}", file=sys.stderr)
+    if second["report"]["pages_rendered"]:
+        print(f"[{mode}] warning: the second run rendered {second['report']['pages_rendered']} pages", file=sys.stderr)
+    return {
+        "mode": mode,
+        "encoder": "small (random init, float32)" if encoder else None,
+        "documents": data["documents"],
+        "subset": data["subset"],
+        "pages": rep["pages"],
+        "seconds": first["sync_s"],
+        "pages_per_s": rep["pages"] / first["sync_s"],
+        "encode_s": first.get("encode_s"),
+        "encoder_load_s": first.get("encoder_load_s"),
+        "other_load_cores": first["other_load_cores"],
+        "noop_other_load_cores": second["other_load_cores"],
+        "process_wall_s": first["process_wall_s"],
+        "peak_rss_mib": first["peak_rss_mib"],
+        "rss_after_load_mib": first.get("rss_after_load_mib"),
+        "index_mib": first["index_bytes"] / 2**20,
+        "noop_s": second["sync_s"],
+        # a second `docrag index` as the user waits for it: interpreter start, imports, encoder load, no-op sync
+        "noop_process_s": second["launch_to_synced_s"],
+        "noop_peak_rss_mib": second["peak_rss_mib"],
+        "noop_report": second["report"],
+        "report": rep,
+        "dim": first.get("dim"),
+        "torch_threads": first.get("torch_threads"),
+        "options": first["options"],
+        "search_e2e": second.get("search", {}),
+    }
+
+
+def bench_queries(n: int, dims: list[int], n_queries: int, workdir: Path) -> list[dict[str, Any]]:
+    out = []
+    for dim in dims:
+        print(f"[query] building a {n:,}-page store, dim {dim} ...", flush=True)
+        t0 = time.perf_counter()
+        with OtherLoad() as other:
+            res = store_run(n, dim, False, n_queries, 5, 64, workdir, seed=0)
+        res["wall_s"] = time.perf_counter() - t0
+        res["other_load_cores"] = other.cores
+        out.append(res)
+    return out
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run: tiny subsets, one 1k-page query store")
+    ap.add_argument("--pages", type=int, default=None, help="text-only pages (default: all Debian PDFs, ~590)")
+    ap.add_argument("--encoder-pages", type=int, default=None, help="pages indexed with the small encoder (96)")
+    ap.add_argument("--query-pages", type=int, default=None, help="pages in the query-latency store (10000)")
+    ap.add_argument("--query-dims", type=int, nargs="+", default=None,
+                    help=f"dense dims of the query stores (default: {MOCA_3B_DIM} = MoCa-3B, and the small encoder's)")
+    ap.add_argument("--queries", type=int, default=None, help="queries per mode on the 10k store (200)")
+    ap.add_argument("--search-queries", type=int, default=None, help="DocRag.search calls per mode (50)")
+    ap.add_argument("--workdir", type=Path, default=None, help="keep the indexes here (default: a temp dir)")
+    ap.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.child is not None:
+        spec = json.loads(args.child.read_text())
+        Path(spec["result"]).write_text(json.dumps(child(spec)))
+        return
+    from benchmarks.common import device_name, print_table, write_json
+
+    q = args.quick
+    text_pages = args.pages if args.pages is not None else (16 if q else None)
+    enc_pages = args.encoder_pages if args.encoder_pages is not None else (3 if q else 96)
+    query_pages = args.query_pages if args.query_pages is not None else (1000 if q else 10_000)
+    n_queries = args.queries if args.queries is not None else (30 if q else 200)
+    n_search = args.search_queries if args.search_queries is not None else (5 if q else 50)
+
+    tmp = None
+    workdir = args.workdir
+    if workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="docrag-bench-index-")
+        workdir = Path(tmp.name)
+    workdir.mkdir(parents=True, exist_ok=True)
+    load_before = loadavg()
+    started = time.perf_counter()
+    try:
+        text_data = corpus(text_pages, workdir / "corpus-text")
+        enc_data = corpus(enc_pages, workdir / "corpus-encoder")
+        ckpt = run_child({"task": "init", "out": str(workdir / "small")}, workdir)["checkpoint"]
+        indexing = [
+            bench_indexing("text only", text_data, None, workdir, ["text"], n_search),
+            bench_indexing("small encoder", enc_data, ckpt, workdir, ["text", "visual", "hybrid"], n_search),
+        ]
+        small_dim = indexing[1]["dim"]
+        dims = args.query_dims or ([small_dim] if q else sorted({MOCA_3B_DIM, small_dim}, reverse=True))
+        queries = bench_queries(query_pages, dims, n_queries, workdir)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    total_s = time.perf_counter() - started
+    load_after = loadavg()
+
+    device = device_name()
+    print(f"\n== Indexing: docrag Indexer, {device}, load average {load_before} -> {load_after} ==")
+    print_table(indexing, ["mode", "documents", "pages", "seconds", "pages_per_s", "encode_s", "peak_rss_mib",
+                           "index_mib", "noop_s", "noop_process_s", "other_load_cores"])
+    rows = []
+    for r in queries:
+        for mode, v in r["optimized"]["queries"].items():
+            rows.append({"what": f"Store.query, {r['n']:,} pages, dim {r['dim']}", "mode": mode,
+                         "p50_ms": v["p50_ms"], "p95_ms": v["p95_ms"], "n": n_queries,
+                         "other_load_cores": r["other_load_cores"]})
+    for r in indexing:
+        for mode, v in r["search_e2e"].items():
+            enc_only = mode == "encode_query_only"
+            label = ("small encoder: encode_queries([q]) alone" if enc_only
+                     else f"DocRag.search, {r['mode']} index, {r['pages']} pages")
+            rows.append({"what": label, "mode": "-" if enc_only else mode,
+                         "p50_ms": v["p50_ms"], "p95_ms": v["p95_ms"], "n": v["n"],
+                         "other_load_cores": r["noop_other_load_cores"]})
+    print(f"\n== Query latency (top 5), {device} ==")
+    print_table(rows, ["what", "mode", "p50_ms", "p95_ms", "n", "other_load_cores"])
+    print(f"\ntotal {total_s:.0f} s")
+
+    write_json("index-quick" if q else "index", {  # a smoke run never overwrites the real results
+        "benchmark": "index",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": "python benchmarks/index.py " + " ".join(sys.argv[1:]),
+        "device": device,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "versions": {p: version(p) for p in ("torch", "transformers", "qdrant-edge-py", "pymupdf")},
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+        "total_s": total_s,
+        "indexing": indexing,
+        "query_latency": rows,
+        "query_stores": queries,
+    })
+
+
+if __name__ == "__main__":
+    main()
