@@ -370,7 +370,34 @@ def _mupdf_zoom(page: pymupdf.Page, dpi: int, max_pixels: int) -> float:
     return zoom
 
 
-class PyMuPDFRenderer:
+class _PdfOrImageRenderer:
+    """Single images are one page whatever the renderer: only PDFs differ between backends."""
+
+    max_pixels: int
+
+    def page_count(self, path: str | Path) -> int:
+        """Number of pages; raises `DocumentError`."""
+        path = Path(path)
+        return _image_page_count(path) if _kind(path) == "image" else self._pdf_page_count(path)
+
+    def render(
+        self, path: str | Path, pages: Iterable[int] | None = None, on_problem: OnProblem | None = None
+    ) -> Iterator[Page]:
+        """Yield pages (all, or the 1-based `pages` in the given order) one at a time."""
+        path = Path(path)
+        if _kind(path) == "image":
+            yield from _render_image(path, pages, on_problem, self.max_pixels)
+        else:
+            yield from self._render_pdf(path, pages, on_problem)
+
+    def _pdf_page_count(self, path: Path) -> int:
+        raise NotImplementedError
+
+    def _render_pdf(self, path: Path, pages: Iterable[int] | None, on_problem: OnProblem | None) -> Iterator[Page]:
+        raise NotImplementedError
+
+
+class PyMuPDFRenderer(_PdfOrImageRenderer):
     """Render with PyMuPDF (MuPDF): ~ms per page, text layer from the same open document."""
 
     name = "pymupdf"
@@ -382,20 +409,11 @@ class PyMuPDFRenderer:
         self.text = text
         _quiet_mupdf()
 
-    def page_count(self, path: str | Path) -> int:
-        path = Path(path)
-        if _kind(path) == "image":
-            return _image_page_count(path)
+    def _pdf_page_count(self, path: Path) -> int:
         with _open_mupdf(path) as doc:
             return doc.page_count
 
-    def render(
-        self, path: str | Path, pages: Iterable[int] | None = None, on_problem: OnProblem | None = None
-    ) -> Iterator[Page]:
-        path = Path(path)
-        if _kind(path) == "image":
-            yield from _render_image(path, pages, on_problem, self.max_pixels)
-            return
+    def _render_pdf(self, path: Path, pages: Iterable[int] | None, on_problem: OnProblem | None) -> Iterator[Page]:
         doc = _open_mupdf(path)
         try:
             count = doc.page_count
@@ -456,7 +474,7 @@ def _poppler_reason(stderr: str) -> str:
     return "corrupt or truncated PDF: " + (_one_line(lines[0], 120) if lines else "poppler could not read it")
 
 
-class Pdf2ImageRenderer:
+class Pdf2ImageRenderer(_PdfOrImageRenderer):
     """Render with poppler's pdftoppm through pdf2image, one page per call (bounded memory).
 
     Page count and page boxes come from poppler (pdfinfo) too, so this is a genuine second opinion on a
@@ -505,10 +523,7 @@ class Pdf2ImageRenderer:
             boxes.append((w, h))
         return boxes
 
-    def page_count(self, path: str | Path) -> int:
-        path = Path(path)
-        if _kind(path) == "image":
-            return _image_page_count(path)
+    def _pdf_page_count(self, path: Path) -> int:
         with _pdf_on_disk(path) as on_disk:
             return len(self._page_boxes(path, on_disk))
 
@@ -534,13 +549,7 @@ class Pdf2ImageRenderer:
         image.load()
         return _fit(_to_rgb(image), self.max_pixels)
 
-    def render(
-        self, path: str | Path, pages: Iterable[int] | None = None, on_problem: OnProblem | None = None
-    ) -> Iterator[Page]:
-        path = Path(path)
-        if _kind(path) == "image":
-            yield from _render_image(path, pages, on_problem, self.max_pixels)
-            return
+    def _render_pdf(self, path: Path, pages: Iterable[int] | None, on_problem: OnProblem | None) -> Iterator[Page]:
         with _pdf_on_disk(path) as on_disk:
             boxes = self._page_boxes(path, on_disk)
             text_doc = self._text_doc(on_disk) if self.text else None
