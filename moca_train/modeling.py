@@ -27,7 +27,9 @@ from .checkpoint import (
 from .pooling import POOLINGS, pool
 from .processing import load_processor, pixel_bounds, smart_resize
 
-DEFAULT_TOKEN_BUDGET = {"cpu": 8192, "cuda": 65536}
+# On CPU, compute-bound pages gain nothing from wide batches (measured: 2048 tokens, ~2 pages, is 15-20%
+# faster than 8192 on 2 cores) while short queries still batch by the hundred.
+DEFAULT_TOKEN_BUDGET = {"cpu": 2048, "cuda": 65536}
 
 
 class MoCaEncoder:
@@ -46,7 +48,7 @@ class MoCaEncoder:
         self.processor = processor
         self.pooling = pooling
         self.device = next(model.parameters()).device
-        self.token_budget = token_budget or DEFAULT_TOKEN_BUDGET.get(self.device.type, 8192)
+        self.token_budget = token_budget or DEFAULT_TOKEN_BUDGET.get(self.device.type, 2048)
         self.name = str(getattr(model.config, "_name_or_path", "") or "moca")
 
     # ---- construction -------------------------------------------------------------------------
