@@ -48,8 +48,6 @@ from types import TracebackType
 from typing import Any
 
 LOCK_NAME = ".lock"
-INFO_NAME = ".lock.info"
-WAITING_DIR = ".lock.waiting"
 DEFAULT_TIMEOUT_S = 10.0
 
 
@@ -63,20 +61,20 @@ class IndexBusy(RuntimeError):
         super().__init__(f"index {self.index_dir} is busy: {holder}")
 
 
-def read_holder(index_dir: Path | str) -> dict[str, Any] | None:
-    """The holder's `.lock.info` (pid, command, started_at, host), or None when absent or unreadable."""
+def read_holder(index_dir: Path | str, name: str = LOCK_NAME) -> dict[str, Any] | None:
+    """The holder's `<name>.info` (pid, command, started_at, host), or None when absent or unreadable."""
     try:
-        data = json.loads((Path(index_dir) / INFO_NAME).read_text(encoding="utf-8"))
+        data = json.loads((Path(index_dir) / f"{name}.info").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
 
 
-def describe_holder(index_dir: Path | str) -> str:
+def describe_holder(index_dir: Path | str, name: str = LOCK_NAME) -> str:
     """One human line about who holds the index, e.g. "`docrag index` (pid 1234) since 12:01:03"."""
-    info = read_holder(index_dir)
+    info = read_holder(index_dir, name)
     if not info:
-        return "held by another process (it left no .lock.info)"
+        return f"held by another process (it left no {name}.info)"
     command = info.get("command") or "unknown command"
     parts = [f"`{command}`"]
     if info.get("pid") is not None:
@@ -127,8 +125,10 @@ class IndexLock:
         command: str | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         poll_s: float = 0.05,
+        name: str = LOCK_NAME,
     ) -> None:
         self.index_dir = Path(index_dir)
+        self.name = name  # the lock file; `<name>.info` and `<name>.waiting/` sit beside it
         self.command = command or _default_command()
         self.timeout_s = timeout_s
         self.poll_s = poll_s
@@ -138,7 +138,7 @@ class IndexLock:
 
     @property
     def path(self) -> Path:
-        return self.index_dir / LOCK_NAME
+        return self.index_dir / self.name
 
     @property
     def held(self) -> bool:
@@ -164,9 +164,9 @@ class IndexLock:
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "host": socket.gethostname(),
         }
-        tmp = self.index_dir / f"{INFO_NAME}.{os.getpid()}.tmp"
+        tmp = self.index_dir / f"{self.name}.info.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(info), encoding="utf-8")
-        os.replace(tmp, self.index_dir / INFO_NAME)
+        os.replace(tmp, self.index_dir / f"{self.name}.info")
 
     def acquire(self, timeout_s: float | None = None) -> IndexLock:
         """Take the lock, polling for at most `timeout_s` seconds (default: the instance's); returns self."""
@@ -182,8 +182,8 @@ class IndexLock:
                 while not self._try_lock():
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        info = read_holder(self.index_dir)
-                        raise IndexBusy(self.index_dir, describe_holder(self.index_dir), info)
+                        info = read_holder(self.index_dir, self.name)
+                        raise IndexBusy(self.index_dir, describe_holder(self.index_dir, self.name), info)
                     if marker is None:
                         marker = self._announce_waiting()
                     time.sleep(min(self.poll_s, remaining))
@@ -206,10 +206,10 @@ class IndexLock:
             self._depth -= 1
             if self._depth > 0:
                 return
-            info = read_holder(self.index_dir)
+            info = read_holder(self.index_dir, self.name)
             if info and info.get("pid") == os.getpid():
                 with contextlib.suppress(OSError):
-                    (self.index_dir / INFO_NAME).unlink()
+                    (self.index_dir / f"{self.name}.info").unlink()
             fd, self._fd = self._fd, None
             try:
                 fcntl.flock(fd, fcntl.LOCK_UN)
@@ -217,7 +217,7 @@ class IndexLock:
                 os.close(fd)
 
     def _announce_waiting(self) -> Path | None:
-        waiting = self.index_dir / WAITING_DIR
+        waiting = self.index_dir / f"{self.name}.waiting"
         try:
             waiting.mkdir(exist_ok=True)
             marker = waiting / f"{os.getpid()}.{uuid.uuid4().hex[:12]}"
@@ -232,7 +232,7 @@ class IndexLock:
         A holder that keeps the shard open across batches checks this between batches and lets go when True.
         Markers left by waiters that died are removed on the way.
         """
-        waiting = self.index_dir / WAITING_DIR
+        waiting = self.index_dir / f"{self.name}.waiting"
         try:
             names = os.listdir(waiting)
         except OSError:

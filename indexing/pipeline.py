@@ -13,8 +13,6 @@ another process waits at most one batch write.
 
 from __future__ import annotations
 
-import fcntl
-import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -105,29 +103,20 @@ class WriterBusy(IndexBusy):
 
 
 class _WriterLock:
-    """One indexing run per index folder (flock: gone with the process, however it dies)."""
+    """One indexing run per index folder: an `IndexLock` on its own file, not waited for."""
 
-    def __init__(self, index_dir: Path) -> None:
-        self.path = index_dir / WRITER_LOCK
-        self._fd: int | None = None
+    def __init__(self, index_dir: Path, command: str = "docrag index") -> None:
+        self._lock = IndexLock(index_dir, name=WRITER_LOCK, command=command, timeout_s=0)
 
     def __enter__(self) -> _WriterLock:
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._fd)
-            self._fd = None
-            pid = self.path.read_text().strip() if self.path.exists() else "?"
-            raise WriterBusy(self.path.parent, f"another indexing run is writing to it (pid {pid or '?'})") from None
-        os.ftruncate(self._fd, 0)
-        os.write(self._fd, str(os.getpid()).encode())
+            self._lock.acquire()
+        except IndexBusy as e:
+            raise WriterBusy(e.index_dir, f"another indexing run is writing to it: {e.holder}", e.info) from None
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._lock.release()
 
 
 class _StoreSession:
@@ -204,7 +193,7 @@ class Indexer:
         started = time.monotonic()
         roots = [Path(p).expanduser().absolute() for p in paths]
         report = IndexReport()
-        with _WriterLock(self.index_dir), Manifest(self.index_dir) as manifest:
+        with _WriterLock(self.index_dir, self.opts.command), Manifest(self.index_dir) as manifest:
             session = _StoreSession(self.index_dir, self.opts, self.embedder.dim if self.embedder else None)
             try:
                 files, problems = scan(roots, exclude=[self.index_dir])
@@ -226,7 +215,7 @@ class Indexer:
     def delete(self, path: str | Path) -> int:
         """Remove one document from the index; returns the pages removed (0 if others share its content)."""
         key = str(Path(path).expanduser().absolute())
-        with _WriterLock(self.index_dir), Manifest(self.index_dir) as manifest:
+        with _WriterLock(self.index_dir, self.opts.command), Manifest(self.index_dir) as manifest:
             record = manifest.get(key)
             if record is None:
                 raise KeyError(f"{key}: not in the index")

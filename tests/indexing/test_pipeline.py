@@ -222,7 +222,7 @@ def test_a_second_writer_is_refused(tmp_path, corpus):
          str(ROOT), str(idx)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(WriterBusy, match="another indexing run"):
+        with pytest.raises(WriterBusy, match=r"another indexing run is writing to it: `docrag index` \(pid \d+\)"):
             Indexer(idx, None, _opts()).sync([corpus])
     finally:
         holder.kill()
