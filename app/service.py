@@ -6,7 +6,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from indexing.manifest import COMPLETE, Manifest
+from indexing.manifest import COMPLETE, MANIFEST_NAME, Manifest
 from indexing.pipeline import Events, Indexer, IndexOptions, IndexReport
 from indexing.store import Hit, locked_store
 
@@ -30,11 +30,16 @@ class DocRag:
         self.notes: list[str] = []  # one-line notices for the user (e.g. "text layer only")
 
     # ---- encoder -----------------------------------------------------------------------------
+    def _manifest(self) -> Manifest | None:
+        """The index's manifest, or None before anything was indexed (reading must not create one)."""
+        return Manifest(self.config.index_dir) if (self.config.index_dir / MANIFEST_NAME).exists() else None
+
     def recorded_encoder(self) -> str | None:
         """The encoder the index's visual vectors came from (None for a text-only index)."""
-        if not (self.config.index_dir / "manifest.sqlite").exists():
+        manifest = self._manifest()
+        if manifest is None:
             return None
-        with Manifest(self.config.index_dir) as manifest:
+        with manifest:
             return manifest.get_meta(ENCODER_META)
 
     def encoder(self, for_query: bool = False):
@@ -133,21 +138,21 @@ class DocRag:
             return store.query(text=query, vector=vector, mode=mode, top_k=top_k, doc_filter=doc)
 
     def _has_visual(self) -> bool:
-        if not (self.config.index_dir / "manifest.sqlite").exists() and not self.config.qdrant_url:
+        manifest = self._manifest()
+        if manifest is None:
             return False
-        with Manifest(self.config.index_dir) as manifest:
-            return any(r.visual_pages for r in manifest.documents(COMPLETE))
+        with manifest:
+            return manifest.has_visual()
 
     # ---- status ------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         c = self.config
-        docs = []
-        if (c.index_dir / "manifest.sqlite").exists():
-            with Manifest(c.index_dir) as manifest:
+        docs, encoder = [], None
+        manifest = self._manifest()
+        if manifest is not None:
+            with manifest:
                 docs = list(manifest.documents())
                 encoder = manifest.get_meta(ENCODER_META)
-        else:
-            encoder = None
         pages = visual = store_bytes = 0
         if docs or c.qdrant_url:
             with self._store("docrag status") as store:

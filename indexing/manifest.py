@@ -85,9 +85,6 @@ class Manifest:
         for row in self._db.execute(sql + " ORDER BY path", args).fetchall():
             yield DocumentRecord(**dict(row))
 
-    def paths_with_hash(self, sha256: str) -> list[str]:
-        return [r[0] for r in self._db.execute("SELECT path FROM documents WHERE sha256 = ?", (sha256,))]
-
     def complete_with_hash(self, sha256: str) -> DocumentRecord | None:
         row = self._db.execute(
             "SELECT * FROM documents WHERE sha256 = ? AND status = ? LIMIT 1", (sha256, COMPLETE)
@@ -101,11 +98,12 @@ class Manifest:
         ).fetchone()
         return row is not None
 
-    def totals(self) -> dict[str, int]:
+    def has_visual(self) -> bool:
+        """Whether any complete document has pages with visual vectors (one indexed lookup, per search)."""
         row = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(status = 'complete'), 0), COUNT(DISTINCT sha256) FROM documents"
+            "SELECT 1 FROM documents WHERE status = ? AND visual_pages > 0 LIMIT 1", (COMPLETE,)
         ).fetchone()
-        return {"documents": row[0], "complete": row[1], "distinct": row[2]}
+        return row is not None
 
     def get_meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
