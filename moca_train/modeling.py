@@ -116,7 +116,8 @@ class MoCaEncoder:
     ) -> np.ndarray:
         """Embed page images (PIL images or paths) with MoCa's document prompt. float32 [N, D]."""
         pil = [_as_rgb(im) for im in images]
-        lengths = [self.image_tokens(im.size) + self._prompt_tokens(prompt) for im in pil]
+        prompt_tokens = self._prompt_tokens(prompt)  # the same for every page
+        lengths = [self.image_tokens(im.size) + prompt_tokens for im in pil]
         return self._encode(
             len(pil),
             lengths,
