@@ -22,7 +22,7 @@ import torch
 
 from .batching import modality_cost
 from .data import IMAGE_PLACEHOLDER, CPTRow, image_size, load_image
-from .processing import pixel_bounds, smart_resize, special_token_ids
+from .processing import image_grid, special_token_ids
 
 MASK_TOKEN = "<|mask|>"
 IGNORE_INDEX = -100
@@ -107,16 +107,13 @@ class CPTCollator:
         self.patch = ip.patch_size
         self.merge = ip.merge_size
         self.temporal = ip.temporal_patch_size
-        self.min_pixels, self.max_pixels = pixel_bounds(ip)
         self.row_dim = 3 * self.temporal * self.patch * self.patch  # 1176 for Qwen2/2.5-VL
         self.unit = self.merge * self.merge  # ViT patches per merged visual token
 
     # ---- step 1: tokenise, size images, truncate -------------------------------------------------------------
     def grid(self, size: tuple[int, int]) -> tuple[int, int, int]:
         """(t, h, w) ViT patches of an image of ``size`` (w, h) at this processor's resolution."""
-        factor = self.patch * self.merge
-        h, w = smart_resize(size[1], size[0], factor=factor, min_pixels=self.min_pixels, max_pixels=self.max_pixels)
-        return 1, h // self.patch, w // self.patch
+        return image_grid(self.processor.image_processor, size)
 
     def _text_ids(self, text: str) -> list[int]:
         if not text:

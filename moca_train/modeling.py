@@ -25,7 +25,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .pooling import POOLINGS, pool
-from .processing import load_processor, pixel_bounds, smart_resize
+from .processing import image_grid, load_processor, pixel_bounds
 
 # On CPU, compute-bound pages gain nothing from wide batches (measured: 2048 tokens, ~2 pages, is 15-20%
 # faster than 8192 on 2 cores) while short queries still batch by the hundred.
@@ -149,10 +149,8 @@ class MoCaEncoder:
     def image_tokens(self, size: tuple[int, int]) -> int:
         """Merged visual tokens an image of ``size`` (w, h) becomes at this processor's resolution."""
         ip = self.processor.image_processor
-        lo, hi = pixel_bounds(ip)
-        factor = ip.patch_size * ip.merge_size
-        h, w = smart_resize(size[1], size[0], factor=factor, min_pixels=lo, max_pixels=hi)
-        return (h // factor) * (w // factor)
+        t, h, w = image_grid(ip, size)
+        return t * h * w // ip.merge_size**2
 
     def _prompt_tokens(self, prompt: str) -> int:
         return len(self.processor.tokenizer(self._with_eos(prompt), add_special_tokens=False)["input_ids"]) - 1

@@ -127,6 +127,15 @@ def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixe
     return _resize(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
 
 
+def image_grid(image_processor, size: tuple[int, int]) -> tuple[int, int, int]:
+    """(t, h, w) ViT patches an image of ``size`` (w, h) becomes at this image processor's resolution;
+    merged visual tokens = t * h * w / merge_size**2."""
+    lo, hi = pixel_bounds(image_processor)
+    patch, factor = image_processor.patch_size, image_processor.patch_size * image_processor.merge_size
+    h, w = smart_resize(size[1], size[0], factor=factor, min_pixels=lo, max_pixels=hi)
+    return 1, h // patch, w // patch
+
+
 def pixel_bounds(image_processor) -> tuple[int, int]:
     """(min_pixels, max_pixels) of an image processor, whichever transformers stored them."""
     size = image_processor.size
