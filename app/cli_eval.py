@@ -51,6 +51,10 @@ def run(
         fail(f"unknown mode {mode!r}; choose one of {', '.join(MODE_CHOICES)}")
     if top_k < 10:
         fail("--top-k must be at least 10 (nDCG@10 and Recall@10 look at 10 pages)")
+    try:
+        import pytrec_eval  # noqa: F401
+    except ImportError:
+        fail("docrag eval needs pytrec-eval-terrier (the trec_eval bindings): pip install 'docrag[eval]'")
     config = _config(index_dir=index_dir, encoder=encoder, processor=processor, dpi=dpi)
     ds = _guard(load_dataset, dataset, config.index_dir / "evals" / "hf-images")
     modes = None if mode is None else (["text", "visual", "hybrid"] if mode == "all" else [mode])

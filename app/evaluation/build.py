@@ -148,6 +148,9 @@ def build_eval_set(paths: Sequence[str | Path], out: str | Path, queries_per_pag
             made[p.id] = _llm_queries(writer, p, queries_per_page, out)
         else:
             made[p.id] = [(q.text, q.type, q.phrase) for q in page_queries(p.text, queries_per_page, rng, skip[p.pdf])]
+    if not any(made.get(pid) for pid in test_ids):
+        raise ValueError("no query could be made from the test pages (no text layer, or every line repeats "
+                         "on many pages); try a larger --split or more documents")
     out.mkdir(parents=True, exist_ok=True)
     rows = [{"_id": p.id, "pdf": os.path.relpath(p.pdf, out), "page": p.page} for p in pages]
     report.test_queries = _write_split(out, rows, pages, test_ids, made, index, report)

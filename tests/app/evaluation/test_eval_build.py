@@ -111,9 +111,12 @@ def test_synthesize_queries_api_is_deterministic():
 def test_bad_inputs(tmp_path, pdf_dir):
     (tmp_path / "notes.pdf").write_text("not a pdf at all")
     problems = []
-    report = build_eval_set([tmp_path / "notes.pdf", pdf_dir / "sample.pdf"], tmp_path / "out",
+    report = build_eval_set([tmp_path / "notes.pdf", pdf_dir / "amc.pdf"], tmp_path / "out",
                             on_problem=lambda p, r: problems.append((p, r)))
-    assert report.pages == 30 and problems and "not a PDF" in problems[0][1]
+    assert report.pages == 101 and problems and "not a PDF" in problems[0][1]
+    # sample.pdf is 30 copies of one exam: every line repeats, so no page yields a query.
+    with pytest.raises(ValueError, match="no query could be made"):
+        build_eval_set([pdf_dir / "sample.pdf"], tmp_path / "out1", split=1.0)
     with pytest.raises(ValueError, match="no PDF page"):
         build_eval_set([tmp_path / "notes.pdf"], tmp_path / "out2")
     with pytest.raises(ValueError, match="--split"):
