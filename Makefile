@@ -40,8 +40,10 @@ test: install test-data
 lint: install
 	$(VENV)/bin/ruff check .
 
+# Every benchmark this machine can run, then benchmarks/RESULTS.md regenerated from the JSON.
+# `make bench BENCH="eval index"` for some; `make bench BENCH=--quick` for a smoke run (results/quick/).
 bench: install
-	$(PY) benchmarks/encode.py
+	$(PY) -m benchmarks $(BENCH)
 
 clean:
 	rm -rf $(VENV) .docrag .docrag-models .test-data

@@ -64,6 +64,7 @@ def main() -> None:
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="docrag-bench-eval-")
         workdir = Path(tmp.name)
+    load_before = list(os.getloadavg())
     started = time.perf_counter()
     try:
         t0 = time.perf_counter()
@@ -107,6 +108,9 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "versions": versions(),
         "total_s": total_s,
+        # On a shared machine these say how far to trust the speed numbers (the metrics do not depend on load).
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "dataset": {"pdfs": [str(Path(p).relative_to(ROOT)) if Path(p).is_relative_to(ROOT) else str(p) for p in pdfs],
                     "documents": built.documents, "pages": built.pages, "queries": built.test_queries,
                     "types": built.types, "queries_per_page": args.queries_per_page, "split": args.split,

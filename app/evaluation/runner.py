@@ -179,7 +179,7 @@ class EvalRunner:
             hits = svc.search(q.text, top_k=top_k + extra, mode=mode)
             latencies.append((time.perf_counter() - started) * 1000)
             scored = [(cid, h.score) for h in hits for cid in by_key.get((h.doc_hash, h.page), ())]
-            # Ranks, not raw scores, decide ties among equal scores (search order, then corpus id).
+            # Equal scores ordered by corpus id (_stable); trec_eval then gets these ranks, not raw scores.
             ranking[q.id] = rank((cid, -i) for i, (cid, _) in enumerate(_stable(scored)))[:top_k]
             self.events.query_done()
         qrels = self.dataset.qrels
