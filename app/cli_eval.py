@@ -100,6 +100,7 @@ def build(
     """Write a synthetic evaluation set (BEIR layout, split.json) from the text of your PDFs' pages."""
     from rich.console import Console
     from rich.markup import escape
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from .evaluation.build import LLMUnavailable, build_eval_set, llm_question_writer
 
@@ -110,10 +111,16 @@ def build(
         except LLMUnavailable as e:
             fail(str(e))
     console = Console(stderr=True)
-    problem = lambda path, reason: console.print(f"[red]failed[/red] {escape(path)}: {escape(reason)}",  # noqa: E731
-                                                  highlight=False)
-    with console.status("reading pages", spinner="dots") if console.is_terminal and not json_out else _nothing():
-        report = _guard(build_eval_set, pdfs, out, queries_per_page, split, seed, writer, problem)
+    bar = Progress(SpinnerColumn(), TextColumn("pages read: {task.completed}"), TimeElapsedColumn(),
+                   console=console, disable=json_out or not console.is_terminal)
+
+    def problem(path: str, reason: str) -> None:
+        console.print(f"[red]failed[/red] {escape(path)}: {escape(reason)}", highlight=False)
+
+    with bar:
+        task = bar.add_task("pages", total=None)
+        report = _guard(build_eval_set, pdfs, out, queries_per_page, split, seed, writer, problem,
+                        lambda: bar.advance(task))
     if json_out:
         typer.echo(json.dumps(report.as_dict(), indent=2))
         return
@@ -158,56 +165,47 @@ def _write_json(path: Path, payload: dict) -> None:
         fail(f"{path}: cannot write: {e.strerror or e}")
 
 
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-
 class _CliEvents:
     """Indexing bars (the `docrag index` display), then one querying bar per mode; silent when piped."""
 
     def __init__(self, quiet: bool) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.quiet = quiet
         self.console = Console(stderr=True)
-        live = not quiet and self.console.is_terminal
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=self.console, disable=not live)
-        self._index_events = None
-        self._task = None
+        self.live = not quiet and self.console.is_terminal
+        self._bars = None  # the live display of the current phase: RichIndexEvents or a Progress
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
-        self._end_indexing()
-        self.progress.stop()
+        self._end_phase()
 
-    def _end_indexing(self) -> None:
-        if self._index_events is not None:
-            self._index_events.__exit__(None, None, None)
-            self._index_events = None
+    def _end_phase(self) -> None:
+        # Rich allows one live display at a time: close this phase's before the next one starts.
+        if self._bars is not None:
+            self._bars.__exit__(None, None, None)
+            self._bars = None
 
     # EvalEvents
     def indexing(self, encoder: str):
         from .progress import RichIndexEvents
 
-        self._end_indexing()
-        self._index_events = RichIndexEvents(quiet=self.quiet).__enter__()
-        return self._index_events
+        self._end_phase()
+        self._bars = RichIndexEvents(quiet=self.quiet).__enter__()
+        return self._bars
 
     def queries(self, mode: str, total: int) -> None:
-        self._end_indexing()
-        self.progress.start()
-        self._task = self.progress.add_task(f"queries ({mode})", total=total)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._end_phase()
+        self._bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                              TimeElapsedColumn(), console=self.console, disable=not self.live).__enter__()
+        self._task = self._bars.add_task(f"queries ({mode})", total=total)
 
     def query_done(self) -> None:
-        self.progress.advance(self._task)
+        self._bars.advance(self._task)
 
     def note(self, text: str) -> None:
         if not self.quiet:
@@ -227,27 +225,34 @@ def _print_result(result) -> None:
     from .evaluation.metrics import METRICS
 
     console = _console()
-    console.print(f"[bold]{result.dataset}[/bold]  encoder: {result.encoder}  index: {result.index_dir}")
-    table = Table("mode", *METRICS, "queries", "p50 ms", "p95 ms", box=None)
+    console.print(f"[bold]{result.dataset}[/bold]  encoder: {result.encoder}  index: {result.index_dir}",
+                  highlight=False)
+    table = Table("mode", *METRICS, "queries", box=None)
     for mode, r in result.modes.items():
         m = r.metrics
-        table.add_row(mode, *(f"{m[k]:.4f}" for k in METRICS), str(m["n_queries"]),
-                      f"{r.latency_ms['p50']:.1f}", f"{r.latency_ms['p95']:.1f}")
+        table.add_row(mode, *(f"{m[k]:.3f}" for k in METRICS), str(m["n_queries"]))
         for name, s in m["subsets"].items():
-            table.add_row(f"  {name}", *(f"{s[k]:.4f}" for k in METRICS), str(s["n_queries"]), "", "")
+            table.add_row(f"  {name}", *(f"{s[k]:.3f}" for k in METRICS), str(s["n_queries"]))
+    for column in table.columns:
+        column.no_wrap = True
     console.print(table)
     ix = result.indexing
     if ix["reused"]:
-        console.print(f"index re-used ({ix['indexed_pages']} pages, unchanged)")
+        console.print(f"index re-used ({ix['indexed_pages']} pages, unchanged)", highlight=False)
     else:
-        console.print(f"indexed {ix['pages']} pages in {ix['seconds']:.1f} s ({ix['pages_per_s']} pages/s)")
+        console.print(f"indexed {ix['pages']} pages in {ix['seconds']:.1f} s ({ix['pages_per_s']} pages/s)",
+                      highlight=False)
+    for mode, r in result.modes.items():
+        console.print(f"{mode}: search latency p50 {r.latency_ms['p50']:.1f} ms, p95 {r.latency_ms['p95']:.1f} ms",
+                      highlight=False)
 
 
 def _print_significance(name_a: str, name_b: str, significance: dict) -> None:
     from rich.table import Table
 
     console = _console()
-    console.print(f"B - A (A: {name_a}, B: {name_b}); paired randomisation test, bootstrap 95% CI")
+    console.print(f"B - A (A: {name_a}, B: {name_b}); paired randomisation test, bootstrap 95% CI",
+                  highlight=False)
     table = Table("mode", "metric", "A", "B", "B - A", "95% CI", "p", "", box=None)
     for mode, metrics in significance.items():
         for metric, t in metrics.items():

@@ -118,7 +118,8 @@ class EvalRunner:
         try:
             svc = DocRag(dataclasses.replace(self.config, index_dir=index_dir, encoder=encoder, qdrant_url=None))
             indexing, pages_by_key, extra = self._index(svc, encoder)
-            available = list(MODES) if svc._has_visual() else ["text"]
+            with Manifest(index_dir) as manifest:
+                available = list(MODES) if manifest.has_visual() else ["text"]
             modes = list(modes or available)
             for mode in modes:
                 if mode not in available:
@@ -148,8 +149,9 @@ class EvalRunner:
             path, reason = report.problems[0]
             raise ValueError(f"{path}: {reason} (an evaluation needs every corpus page indexed)")
         with Manifest(index_dir) as manifest:
-            indexed_pages = sum(r.pages for r in manifest.documents())
-            hashes = {r.sha256 for r in manifest.documents()}
+            records = list(manifest.documents())
+        indexed_pages = sum(r.pages for r in records)
+        hashes = {r.sha256 for r in records}
         missing = sorted(cid for (digest, page), ids in by_key.items() for cid in ids if digest not in hashes)
         if missing:
             raise ValueError(f"corpus row {missing[0]!r} was not indexed")
