@@ -1,7 +1,7 @@
 # The two set-up commands of the README: `make demo` and `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= dev,ui,train,langchain,pdf2image
+EXTRAS ?= dev,ui,train,langchain,pdf2image,eval
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export DOCRAG_INDEX_DIR ?= $(CURDIR)/.docrag
@@ -40,8 +40,10 @@ test: install test-data
 lint: install
 	$(VENV)/bin/ruff check .
 
+# Every benchmark this machine can run, then benchmarks/RESULTS.md regenerated from the JSON.
+# `make bench BENCH="eval index"` for some; `make bench BENCH=--quick` for a smoke run (results/quick/).
 bench: install
-	$(PY) benchmarks/encode.py
+	$(PY) -m benchmarks $(BENCH)
 
 clean:
 	rm -rf $(VENV) .docrag .docrag-models .test-data

@@ -20,6 +20,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(train_app, name="train")
+app.add_typer(__import__("app.cli_eval", fromlist=["eval_app"]).eval_app, name="eval")
 
 IndexDir = typer.Option(None, "--index-dir", help="Index folder (default ./.docrag or $DOCRAG_INDEX_DIR).")
 QdrantUrl = typer.Option(None, "--qdrant-url", help="Use a Qdrant server/cluster (API key: $QDRANT_API_KEY).")
