@@ -44,12 +44,14 @@ class RichIndexEvents(Events):
         if self._files is not None and status != "removed":
             self.progress.advance(self._files)
         if status == "removed":
-            self.console.print(f"removed {escape(path)}")
+            self.console.print(f"removed {escape(path)}", highlight=False, soft_wrap=True)
 
     def problem(self, path: str, reason: str) -> None:
-        self.console.print(f"[red]failed[/red] {escape(path)}: {escape(reason)}", highlight=False)
+        # soft_wrap: one problem is one line, whatever the width (logs and grep read it; rich would wrap at 80
+        # columns when stderr is not a terminal).
+        self.console.print(f"[red]failed[/red] {escape(path)}: {escape(reason)}", highlight=False, soft_wrap=True)
 
     def message(self, text: str) -> None:
-        self.console.print(escape(text), highlight=False)
+        self.console.print(escape(text), highlight=False, soft_wrap=True)
 
 

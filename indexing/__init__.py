@@ -1,1 +1,60 @@
-"""docrag's bottom layer: files -> pages -> store. Imports nothing from `app`, `moca_train` or `ui`."""
+"""docrag's bottom layer: files -> pages -> store. Imports nothing from `app`, `moca_train` or `ui`.
+
+Modules: `scan` (files, hashes), `render` (PDFs and images -> pages), `pages` (the page-image store),
+`bm25` (sparse text vectors), `store` (the Qdrant store and its process model), `lock` (the index lock),
+`manifest` (what is indexed), `pipeline` (the incremental indexer that ties them together).
+"""
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Public names, loaded on first use: `import indexing.lock` (every CLI call) must not pay for PyMuPDF,
+# numpy and the Qdrant engine.
+_EXPORTS = {
+    "bm25": ("Bm25Encoder", "Sparse"),
+    "lock": ("IndexBusy", "IndexLock"),
+    "manifest": ("MANIFEST_NAME", "DocumentRecord", "Manifest"),
+    "pages": ("PageStore",),
+    "pipeline": ("Embedder", "Events", "Indexer", "IndexOptions", "IndexReport"),
+    "render": ("DocumentError", "Page", "PageProblem", "Renderer", "document_title", "make_renderer"),
+    "scan": ("SourceFile", "sha256_file"),  # the function `scan` would clash with the module
+    "store": ("DimensionMismatch", "EdgeStore", "Hit", "PagePoint", "QdrantClientStore", "Store", "StoreError",
+              "WriterBusy", "locked_store", "open_store"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = [
+    "Bm25Encoder", "DimensionMismatch", "DocumentError", "DocumentRecord", "EdgeStore", "Embedder", "Events",
+    "Hit", "IndexBusy", "IndexLock", "IndexOptions", "IndexReport", "Indexer", "MANIFEST_NAME", "Manifest", "Page",
+    "PagePoint", "PageProblem", "PageStore", "QdrantClientStore", "Renderer", "SourceFile", "Sparse", "Store",
+    "StoreError", "WriterBusy", "document_title", "locked_store", "make_renderer", "open_store", "sha256_file",
+]  # = sorted(_MODULE_OF), spelled out for linters
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'indexing' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+if TYPE_CHECKING:
+    from .bm25 import Bm25Encoder, Sparse
+    from .lock import IndexBusy, IndexLock
+    from .manifest import MANIFEST_NAME, DocumentRecord, Manifest
+    from .pages import PageStore
+    from .pipeline import Embedder, Events, Indexer, IndexOptions, IndexReport
+    from .render import DocumentError, Page, PageProblem, Renderer, document_title, make_renderer
+    from .scan import SourceFile, sha256_file
+    from .store import (
+        DimensionMismatch,
+        EdgeStore,
+        Hit,
+        PagePoint,
+        QdrantClientStore,
+        Store,
+        StoreError,
+        WriterBusy,
+        locked_store,
+        open_store,
+    )
+

@@ -22,16 +22,11 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
-from .lock import IndexBusy, IndexLock
 from .manifest import COMPLETE, PENDING, DocumentRecord, Manifest
 from .pages import PageStore
 from .render import DocumentError, Page, PageProblem, Renderer, document_title, make_renderer
 from .scan import SourceFile, scan, sha256_file
-from .store import PagePoint, Store, open_store, utc_now
-
-WRITER_LOCK = ".writer.lock"
-# A never-optimized Edge shard gets slower to open as it grows: optimize every this many pages.
-OPTIMIZE_EVERY_PAGES = 4096
+from .store import PagePoint, StoreSession, StoreSettings, WriterLock, utc_now
 
 
 class Embedder(Protocol):
@@ -74,6 +69,9 @@ class IndexOptions:
     collection: str = "docrag"
     command: str = "docrag index"
 
+    def store_settings(self) -> StoreSettings:
+        return StoreSettings(self.qdrant_url, self.api_key, self.collection, self.command, self.lock_timeout_s)
+
 
 @dataclass
 class IndexReport:
@@ -96,75 +94,6 @@ class IndexReport:
         return {k: getattr(self, k) for k in ("new", "changed", "unchanged", "failed", "removed", "pages",
                                               "pages_rendered", "visual_added", "seconds")} | {
             "problems": [{"path": p, "reason": r} for p, r in self.problems]}
-
-
-class WriterBusy(IndexBusy):
-    pass
-
-
-class _WriterLock:
-    """One indexing run per index folder: an `IndexLock` on its own file, not waited for."""
-
-    def __init__(self, index_dir: Path, command: str = "docrag index") -> None:
-        self._lock = IndexLock(index_dir, name=WRITER_LOCK, command=command, timeout_s=0)
-
-    def __enter__(self) -> _WriterLock:
-        try:
-            self._lock.acquire()
-        except IndexBusy as e:
-            raise WriterBusy(e.index_dir, f"another indexing run is writing to it: {e.holder}", e.info) from None
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._lock.release()
-
-
-class _StoreSession:
-    """The store, opened under the index lock on demand and kept open while nobody else waits."""
-
-    def __init__(self, index_dir: Path, opts: IndexOptions, dim: int | None) -> None:
-        self.index_dir, self.opts, self.dim = index_dir, opts, dim
-        self._lock = None if opts.qdrant_url else IndexLock(index_dir, command=opts.command,
-                                                                 timeout_s=opts.lock_timeout_s)
-        self._store: Store | None = None
-        self._since_optimize = 0
-
-    def upsert(self, points: list[PagePoint]) -> None:
-        store = self.get()
-        store.upsert(points)
-        self._since_optimize += len(points)
-        if self._since_optimize >= OPTIMIZE_EVERY_PAGES:
-            store.optimize()
-            self._since_optimize = 0
-
-    def get(self) -> Store:
-        if self._store is None:
-            if self._lock is not None:
-                self._lock.acquire()
-            try:
-                self._store = open_store(self.index_dir, self.dim, self.opts.qdrant_url, self.opts.api_key,
-                                         self.opts.collection, open_timeout_s=self.opts.lock_timeout_s)
-            except BaseException:
-                if self._lock is not None:
-                    self._lock.release()
-                raise
-        return self._store
-
-    def yield_if_wanted(self) -> None:
-        """Between batches: let a waiting reader in."""
-        if self._store is not None and self._lock is not None and self._lock.contended():
-            self.close()
-
-    def close(self, optimize: bool = False) -> None:
-        if self._store is not None:
-            try:
-                if optimize:
-                    self._store.optimize()
-            finally:
-                self._store.close()
-                self._store = None
-                if self._lock is not None:
-                    self._lock.release()
 
 
 class Indexer:
@@ -193,8 +122,9 @@ class Indexer:
         started = time.monotonic()
         roots = [Path(p).expanduser().absolute() for p in paths]
         report = IndexReport()
-        with _WriterLock(self.index_dir, self.opts.command), Manifest(self.index_dir) as manifest:
-            session = _StoreSession(self.index_dir, self.opts, self.embedder.dim if self.embedder else None)
+        with WriterLock(self.index_dir, self.opts.command), Manifest(self.index_dir) as manifest:
+            dim = self.embedder.dim if self.embedder else None
+            session = StoreSession(self.index_dir, self.opts.store_settings(), dim)
             try:
                 files, problems = scan(roots, exclude=[self.index_dir])
                 for problem in problems:
@@ -215,18 +145,18 @@ class Indexer:
     def delete(self, path: str | Path) -> int:
         """Remove one document from the index; returns the pages removed (0 if others share its content)."""
         key = str(Path(path).expanduser().absolute())
-        with _WriterLock(self.index_dir, self.opts.command), Manifest(self.index_dir) as manifest:
+        with WriterLock(self.index_dir, self.opts.command), Manifest(self.index_dir) as manifest:
             record = manifest.get(key)
             if record is None:
                 raise KeyError(f"{key}: not in the index")
-            session = _StoreSession(self.index_dir, self.opts, None)
+            session = StoreSession(self.index_dir, self.opts.store_settings(), None)
             try:
                 return self._remove(record, manifest, session)
             finally:
                 session.close()
 
     # ---- one file ----------------------------------------------------------------------------
-    def _sync_file(self, src: SourceFile, manifest: Manifest, session: _StoreSession, report: IndexReport) -> None:
+    def _sync_file(self, src: SourceFile, manifest: Manifest, session: StoreSession, report: IndexReport) -> None:
         path = str(src.path)
         record = manifest.get(path)
         if record and record.status == COMPLETE and record.size == src.size and record.mtime_ns == src.mtime_ns:
@@ -341,7 +271,7 @@ class Indexer:
         ]
 
     # ---- removal -----------------------------------------------------------------------------
-    def _prune(self, roots: list[Path], seen: set[str], manifest: Manifest, session: _StoreSession) -> int:
+    def _prune(self, roots: list[Path], seen: set[str], manifest: Manifest, session: StoreSession) -> int:
         removed = 0
         for record in list(manifest.documents()):
             p = Path(record.path)
@@ -352,14 +282,14 @@ class Indexer:
                 removed += 1
         return removed
 
-    def _remove(self, record: DocumentRecord, manifest: Manifest, session: _StoreSession) -> int:
+    def _remove(self, record: DocumentRecord, manifest: Manifest, session: StoreSession) -> int:
         manifest.remove(record.path)
         pages = self._drop_hash_if_unused(record.sha256, manifest, session)
         if record.replaces:
             self._drop_hash_if_unused(record.replaces, manifest, session)
         return pages
 
-    def _drop_hash_if_unused(self, digest: str, manifest: Manifest, session: _StoreSession,
+    def _drop_hash_if_unused(self, digest: str, manifest: Manifest, session: StoreSession,
                              keep_path: str | None = None) -> int:
         if manifest.hash_in_use(digest, except_path=keep_path):
             return 0
@@ -368,7 +298,7 @@ class Indexer:
         return removed
 
     # ---- visual vectors for pages indexed without an encoder ---------------------------------
-    def _backfill_visual(self, manifest: Manifest, session: _StoreSession) -> int:
+    def _backfill_visual(self, manifest: Manifest, session: StoreSession) -> int:
         todo: dict[str, DocumentRecord] = {}
         for r in manifest.documents(COMPLETE):
             if r.visual_pages < r.pages:

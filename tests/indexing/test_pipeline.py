@@ -17,10 +17,10 @@ import pytest
 from PIL import Image
 
 from indexing.manifest import COMPLETE, Manifest
-from indexing.pipeline import Events, Indexer, IndexOptions, WriterBusy
+from indexing.pipeline import Events, Indexer, IndexOptions
 from indexing.render import PyMuPDFRenderer
 from indexing.scan import sha256_file
-from indexing.store import open_store
+from indexing.store import WriterBusy, open_store
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -217,8 +217,8 @@ def test_a_second_writer_is_refused(tmp_path, corpus):
     idx.mkdir()
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys,time; sys.path.insert(0, sys.argv[1]);"
-         "from indexing.pipeline import _WriterLock; from pathlib import Path;"
-         "l=_WriterLock(Path(sys.argv[2])).__enter__(); print('held', flush=True); time.sleep(60)",
+         "from indexing.store import WriterLock; from pathlib import Path;"
+         "l=WriterLock(Path(sys.argv[2])).__enter__(); print('held', flush=True); time.sleep(60)",
          str(ROOT), str(idx)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"

@@ -326,7 +326,7 @@ def test_normalize_text():
 
 
 def test_gzip_bomb_guard(tmp_path, monkeypatch):
-    from indexing import render
+    from indexing.render import base as render  # where the limit lives
 
     path = tmp_path / "big.pdf.gz"
     with gzip.open(path, "wb") as f:

@@ -1,0 +1,195 @@
+"""PyMuPDF: the default renderer (fast, streams pages), the text layer, and document titles."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pymupdf
+from PIL import Image
+
+from ..scan import file_kind
+from .base import (
+    DEFAULT_DPI,
+    DEFAULT_MAX_PIXELS,
+    TITLE_MAX_CHARS,
+    DocumentError,
+    OnProblem,
+    Page,
+    PageProblem,
+    _cap,
+    _check_pdf_head,
+    _check_settings,
+    _fit,
+    _gunzip_into,
+    _is_gz,
+    _one_line,
+    _os_reason,
+    _out_of_range,
+    _read_head,
+    _report,
+    _requested,
+    _stem,
+    normalize_text,
+)
+from .images import _PdfOrImageRenderer
+
+
+def _quiet_mupdf() -> None:
+    """MuPDF prints warnings for every odd PDF; we keep them in its buffer and put them in reasons instead."""
+    pymupdf.TOOLS.mupdf_display_errors(False)
+    pymupdf.TOOLS.mupdf_display_warnings(False)
+
+
+_MUPDF_BOILERPLATE = ("trying to repair", "repairing pdf document", "... repeated", "page tree load failed")
+
+
+def _mupdf_message(err: BaseException | None = None) -> str:
+    """The first telling line MuPDF logged (e.g. "format error: cannot find startxref")."""
+    for line in pymupdf.TOOLS.mupdf_warnings().splitlines():
+        line = line.strip()
+        if line and not line.lower().startswith(_MUPDF_BOILERPLATE):
+            return _one_line(line, 120)
+    return _one_line(str(err), 120) if err is not None else "unknown MuPDF error"
+
+
+def _open_mupdf(path: Path) -> pymupdf.Document:
+    """Open a .pdf or .pdf.gz with PyMuPDF, raising DocumentError with a specific reason."""
+    _quiet_mupdf()
+    if _is_gz(path):
+        buf = io.BytesIO()
+        _gunzip_into(path, buf)
+        data = buf.getvalue()
+        del buf
+        _check_pdf_head(path, data[:1024])
+        source: dict[str, Any] = {"stream": data, "filetype": "pdf"}
+    else:
+        _check_pdf_head(path, _read_head(path))
+        source = {"filename": str(path), "filetype": "pdf"}
+    pymupdf.TOOLS.reset_mupdf_warnings()
+    try:
+        doc = pymupdf.open(**source)
+    except pymupdf.EmptyFileError:
+        raise DocumentError(path, "empty file (0 bytes)") from None
+    except OSError as e:
+        raise DocumentError(path, _os_reason(e)) from None
+    except (RuntimeError, ValueError) as e:
+        raise DocumentError(path, f"corrupt or truncated PDF: {_mupdf_message(e)}") from None
+    if doc.needs_pass:
+        doc.close()
+        raise DocumentError(path, "encrypted PDF (password required)")
+    if doc.page_count == 0:
+        repaired = doc.is_repaired
+        doc.close()
+        if repaired:  # MuPDF rebuilt a broken xref and found nothing: truncated download, damaged file
+            raise DocumentError(path, f"corrupt or truncated PDF: {_mupdf_message()}")
+        raise DocumentError(path, "PDF has no pages")
+    return doc
+
+
+def _page_text(page: pymupdf.Page) -> str:
+    # Ligatures expanded ("ﬁ" -> "fi") so that BM25 matches what people type.
+    return normalize_text(page.get_text("text", flags=pymupdf.TEXTFLAGS_TEXT & ~pymupdf.TEXT_PRESERVE_LIGATURES))
+
+
+def _mupdf_zoom(page: pymupdf.Page, dpi: int, max_pixels: int) -> float:
+    rect = page.rect
+    if rect.is_empty or rect.width < 1 or rect.height < 1:
+        raise ValueError(f"page has an empty size ({rect.width:g} x {rect.height:g} pt)")
+    zoom = dpi / 72
+    zoom *= _cap(rect.width * zoom, rect.height * zoom, max_pixels)
+    # MuPDF rounds the pixmap outwards: shrink a hair until the real pixel box fits.
+    for _ in range(100):
+        box = (rect * pymupdf.Matrix(zoom, zoom)).irect
+        if box.width * box.height <= max_pixels:
+            break
+        zoom *= 0.998
+    return zoom
+
+
+
+
+class PyMuPDFRenderer(_PdfOrImageRenderer):
+    """Render with PyMuPDF (MuPDF): ~ms per page, text layer from the same open document."""
+
+    name = "pymupdf"
+
+    def __init__(self, dpi: int = DEFAULT_DPI, max_pixels: int = DEFAULT_MAX_PIXELS, text: bool = True) -> None:
+        _check_settings(dpi, max_pixels)
+        self.dpi = dpi
+        self.max_pixels = max_pixels
+        self.text = text
+        _quiet_mupdf()
+
+    def _pdf_page_count(self, path: Path) -> int:
+        with _open_mupdf(path) as doc:
+            return doc.page_count
+
+    def _render_pdf(self, path: Path, pages: Iterable[int] | None, on_problem: OnProblem | None) -> Iterator[Page]:
+        doc = _open_mupdf(path)
+        try:
+            count = doc.page_count
+            for number in _requested(pages, count):
+                if not 1 <= number <= count:
+                    _report(on_problem, _out_of_range(path, number, count))
+                    continue
+                pymupdf.TOOLS.reset_mupdf_warnings()
+                try:
+                    page = doc.load_page(number - 1)
+                    zoom = _mupdf_zoom(page, self.dpi, self.max_pixels)
+                    pix = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=pymupdf.csRGB, alpha=False)
+                    image = _fit(Image.frombytes("RGB", (pix.width, pix.height), pix.samples), self.max_pixels)
+                    del pix
+                    text = _page_text(page) if self.text else ""
+                except Exception as e:  # MuPDF raises many types; one bad page must not stop the rest
+                    _report(on_problem, PageProblem(path, number, _one_line(str(e)) or type(e).__name__))
+                    continue
+                yield Page(number=number, image=image, text=text, width=image.width, height=image.height)
+        finally:
+            doc.close()
+
+
+
+def _text_of(doc: pymupdf.Document | None, number: int) -> str:
+    if doc is None or number > doc.page_count:
+        return ""
+    try:
+        return _page_text(doc.load_page(number - 1))
+    except Exception:  # a page without a text layer is still a page
+        return ""
+
+
+# --------------------------------------------------------------------------------------------------------------
+
+
+
+def document_title(path: str | Path) -> str:
+    """A display title: the PDF's metadata title, else the first line of page 1's text, else the file name."""
+    path = Path(path)
+    fallback = _stem(path)
+    if file_kind(path) != "pdf":
+        return fallback
+    try:
+        doc = _open_mupdf(path)
+    except DocumentError:
+        return fallback
+    try:
+        title = " ".join((doc.metadata or {}).get("title", "").split())
+        if title and title.lower() not in ("untitled", "title", "no title"):
+            return _truncate(title)
+        try:
+            text = _page_text(doc.load_page(0))
+        except Exception:  # the title is a nicety
+            text = ""
+        for line in text.splitlines():
+            if sum(c.isalpha() for c in line) >= 2:  # skip page numbers ("1", "iv") and rules
+                return _truncate(line.strip())
+        return fallback
+    finally:
+        doc.close()
+
+
+def _truncate(s: str, limit: int = TITLE_MAX_CHARS) -> str:
+    return s if len(s) <= limit else s[: limit - 1].rstrip() + "…"

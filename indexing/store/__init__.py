@@ -1,0 +1,70 @@
+"""The vector store: one `Store` interface (`base`), two Qdrant backends (`edge`, `server`), and `session`.
+
+* `EdgeStore`: Qdrant Edge, the real Rust engine embedded in-process, persistent in a folder (the default,
+  `index_dir / "qdrant"`). One process at a time: see `indexing.lock` for the process model (short-lived
+  opens under `IndexLock`); `locked_store` bundles the two.
+* `QdrantClientStore`: qdrant-client, for a Qdrant server or cluster (`url`, API key from the caller, which
+  reads `QDRANT_API_KEY`), or its local pure-Python mode (`location=":memory:"`, `path=`) used in tests.
+
+One point per page, id `uuid5(doc_hash:page)`, so re-indexing a page overwrites it and never duplicates it.
+Vectors: dense `visual` (cosine, one vector per page from the vision-language encoder) and sparse `text`
+(BM25 term frequencies of the page's text layer, IDF applied by the engine). Payload: doc_hash, doc_path,
+page, image_path, text, title, indexed_at, with keyword indexes on doc_hash and doc_path.
+
+Dimension: a store created without a dim (indexing text-only, no encoder yet) has no `visual` vector; the
+first dense vector that arrives (upsert, `set_visual`, or reopening with a dim) adds it with that dim
+(Qdrant's create-vector-name operation). From then on the dim is fixed: a different one raises
+`DimensionMismatch` ("index was built with dim X, encoder gives Y"). With a server, adding a vector name to
+an existing collection needs Qdrant >= 1.16; pass `dim` at creation to avoid relying on it.
+
+Which pages lack a dense vector is asked from the engine itself (`has_vector` condition), not from a payload
+flag, so it cannot drift out of sync.
+
+Schema metadata (schema version, dim, BM25 language, created_at) lives in `docrag_schema.json` inside the
+Edge shard folder (it moves with the shard; Qdrant ignores it), and in the collection's metadata for the
+client backend.
+
+`doc_filter` in `query` keeps the pages of documents whose doc_hash equals the filter or whose doc_path
+contains it (so a full path, a file name or a folder all work).
+
+Hybrid search is ONE Qdrant query: a BM25 prefetch on `text` and a dense prefetch on `visual`, fused by
+reciprocal rank fusion (k=60 by default, set explicitly so both backends rank alike).
+"""
+
+from .base import (
+    DEFAULT_COLLECTION,
+    DEFAULT_RRF_K,
+    MODES,
+    PAYLOAD_FIELDS,
+    SCHEMA_FILE,
+    SCHEMA_VERSION,
+    TEXT,
+    VISUAL,
+    DimensionMismatch,
+    Hit,
+    Mode,
+    PagePoint,
+    Store,
+    StoreError,
+    point_id,
+    utc_now,
+)
+from .edge import EdgeStore
+from .server import QdrantClientStore
+from .session import (
+    OPTIMIZE_EVERY_PAGES,
+    WRITER_LOCK,
+    StoreSession,
+    StoreSettings,
+    WriterBusy,
+    WriterLock,
+    locked_store,
+    open_store,
+)
+
+__all__ = [
+    "DEFAULT_COLLECTION", "DEFAULT_RRF_K", "MODES", "OPTIMIZE_EVERY_PAGES", "PAYLOAD_FIELDS", "SCHEMA_FILE",
+    "SCHEMA_VERSION", "TEXT", "VISUAL", "WRITER_LOCK", "DimensionMismatch", "EdgeStore", "Hit", "Mode",
+    "PagePoint", "QdrantClientStore", "Store", "StoreError", "StoreSession", "StoreSettings", "WriterBusy",
+    "WriterLock", "locked_store", "open_store", "point_id", "utc_now",
+]

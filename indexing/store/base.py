@@ -1,0 +1,440 @@
+"""The store interface: page points, hits, filters, schema, and the `Store` base class both backends share."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import numpy as np
+
+from indexing.bm25 import DEFAULT_LANGUAGE, Bm25Encoder, Sparse, encoder
+
+SCHEMA_VERSION = 1
+SCHEMA_FILE = "docrag_schema.json"
+VISUAL = "visual"
+TEXT = "text"
+DEFAULT_COLLECTION = "docrag"
+DEFAULT_RRF_K = 60
+PAYLOAD_FIELDS = ("doc_hash", "doc_path", "page", "image_path", "text", "title", "indexed_at")
+_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "docrag:page")
+
+Mode = Literal["visual", "text", "hybrid"]
+MODES: tuple[str, ...] = ("visual", "text", "hybrid")
+
+
+class DimensionMismatch(ValueError):
+    """The index's dense vectors have another dimension than the encoder's."""
+
+    def __init__(self, index_dim: int, given_dim: int) -> None:
+        self.index_dim = index_dim
+        self.given_dim = given_dim
+        super().__init__(
+            f"index was built with dim {index_dim}, encoder gives {given_dim}: "
+            "re-index into a new index folder/collection, or use the encoder the index was built with"
+        )
+
+
+class StoreError(RuntimeError):
+    """The store is unusable as asked (closed, not a docrag index, incompatible schema)."""
+
+
+def point_id(doc_hash: str, page: int) -> str:
+    """Deterministic point id of a page: the same page always maps to the same point."""
+    return str(uuid.uuid5(_ID_NAMESPACE, f"{doc_hash}:{page}"))
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC timestamp, the format of `PagePoint.indexed_at`."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class PagePoint:
+    """One page to store. `visual` may be None (indexed without an encoder; fill later with `set_visual`).
+
+    `sparse` None means "compute BM25 from `text` with the store's language" (the usual case); pass a
+    `Sparse` to store a precomputed one. Empty text stores no sparse vector.
+    """
+
+    doc_hash: str
+    doc_path: str
+    page: int
+    image_path: str = ""
+    text: str = ""
+    title: str = ""
+    indexed_at: str = field(default_factory=utc_now)
+    visual: np.ndarray | None = None
+    sparse: Sparse | None = None
+
+    @property
+    def id(self) -> str:
+        return point_id(self.doc_hash, self.page)
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "doc_hash": self.doc_hash,
+            "doc_path": self.doc_path,
+            "page": int(self.page),
+            "image_path": self.image_path,
+            "text": self.text,
+            "title": self.title,
+            "indexed_at": self.indexed_at,
+        }
+
+
+@dataclass
+class Hit:
+    """One search result: a page and its score (cosine, BM25 or RRF depending on the mode)."""
+
+    doc_path: str
+    page: int
+    score: float
+    image_path: str
+    text: str
+    title: str
+    doc_hash: str
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any] | None, score: float) -> Hit:
+        p = payload or {}
+        return cls(
+            doc_path=str(p.get("doc_path", "")),
+            page=int(p.get("page", 0)),
+            score=float(score),
+            image_path=str(p.get("image_path", "")),
+            text=str(p.get("text", "")),
+            title=str(p.get("title", "")),
+            doc_hash=str(p.get("doc_hash", "")),
+        )
+
+
+# A backend-neutral filter: each backend converts it into its own classes.
+# Conditions: ("eq", key, value) | ("text", key, substring) | ("has_vector", name)
+@dataclass(frozen=True)
+class _Filter:
+    must: tuple[tuple, ...] = ()
+    should: tuple[tuple, ...] = ()
+    must_not: tuple[tuple, ...] = ()
+
+
+@dataclass
+class _Record:
+    """A point ready for a backend: id, dense list or None, sparse or None, payload."""
+
+    id: str
+    dense: list[float] | None
+    sparse: Sparse | None
+    payload: dict[str, Any]
+
+
+def _doc_filter(doc_filter: str | None) -> _Filter | None:
+    if not doc_filter:
+        return None
+    return _Filter(should=(("eq", "doc_hash", doc_filter), ("text", "doc_path", doc_filter)))
+
+
+def _as_vector(v: Any, what: str) -> np.ndarray:
+    arr = np.asarray(v, dtype=np.float32)
+    if arr.ndim == 2 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{what} must be a 1-D vector, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{what} contains NaN or infinite values")
+    return arr
+
+
+def _disk_usage(path: Path) -> int:
+    """Bytes actually allocated under `path` (sparse/preallocated mmap files counted by their blocks)."""
+    total = 0
+    if not path.exists():
+        return 0
+    for p in [path, *path.rglob("*")]:
+        try:
+            st = p.lstat()
+        except OSError:
+            continue
+        if p.is_file() or p == path:
+            blocks = getattr(st, "st_blocks", None)
+            total += blocks * 512 if blocks is not None else st.st_size
+    return total
+
+
+class Store(ABC):
+    """A page store with visual, text (BM25) and hybrid (RRF) search. Use as a context manager."""
+
+    _upsert_batch = 256
+
+    def __init__(self, *, language: str, rrf_k: int = DEFAULT_RRF_K) -> None:
+        self.language = language
+        self.rrf_k = rrf_k
+        self._bm25: Bm25Encoder = encoder(language)
+        self._dim: int | None = None
+        self._lock = threading.RLock()
+
+    # ---------------------------------------------------------------- backend primitives
+    @abstractmethod
+    def _upsert_records(self, records: list[_Record]) -> None: ...
+
+    @abstractmethod
+    def _count(self, flt: _Filter | None) -> int: ...
+
+    @abstractmethod
+    def _delete(self, flt: _Filter) -> None: ...
+
+    @abstractmethod
+    def _existing_ids(self, ids: list[str]) -> set[str]: ...
+
+    @abstractmethod
+    def _update_visual(self, vectors: dict[str, list[float]]) -> None: ...
+
+    @abstractmethod
+    def _scroll(self, flt: _Filter | None, limit: int, fields: list[str]) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    def _facet(self, key: str, limit: int) -> dict[str, int]: ...
+
+    @abstractmethod
+    def _search(
+        self,
+        mode: str,
+        sparse: Sparse | None,
+        dense: list[float] | None,
+        flt: _Filter | None,
+        top_k: int,
+        prefetch_k: int,
+    ) -> list[tuple[float, dict[str, Any]]]: ...
+
+    @abstractmethod
+    def _add_visual_vector(self, dim: int) -> None:
+        """Create the `visual` dense vector (cosine, `dim`) on a store that has none, and record the dim."""
+
+    @abstractmethod
+    def bytes_on_disk(self) -> int:
+        """Bytes the index takes on disk (0 where unknown, e.g. a remote server or memory)."""
+
+    @abstractmethod
+    def optimize(self) -> None:
+        """Merge segments and build their indexes (payload, sparse, HNSW if enabled); call at the end of a run."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the index (for Edge: the shard, so that another process can open it). Idempotent."""
+
+    @property
+    @abstractmethod
+    def closed(self) -> bool: ...
+
+    # ---------------------------------------------------------------- shared logic
+    _models: Any  # the backend's module of request types (qdrant_edge, or qdrant_client.models)
+
+    @abstractmethod
+    def _cond(self, c: tuple) -> Any: ...
+
+    def _filter(self, flt: _Filter | None) -> Any:
+        """A neutral `_Filter` in the backend's own types (both spell Filter(must, should, must_not) alike)."""
+        if flt is None:
+            return None
+        return self._models.Filter(
+            must=[self._cond(c) for c in flt.must] or None,
+            should=[self._cond(c) for c in flt.should] or None,
+            must_not=[self._cond(c) for c in flt.must_not] or None,
+        )
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise StoreError("store is closed")
+
+    @property
+    def dim(self) -> int | None:
+        """Dimension of the dense `visual` vectors, None while the index is text-only."""
+        return self._dim
+
+    def ensure_dim(self, dim: int) -> None:
+        """Fix the dense dimension: adds the `visual` vector to a text-only index, or checks it matches."""
+        dim = int(dim)
+        if dim <= 0:
+            raise ValueError(f"dim must be positive, got {dim}")
+        with self._lock:
+            self._check_open()
+            if self._dim is None:
+                self._add_visual_vector(dim)
+                self._dim = dim
+            elif self._dim != dim:
+                raise DimensionMismatch(self._dim, dim)
+
+    def _record(self, p: PagePoint) -> _Record:
+        if not p.doc_hash:
+            raise ValueError("PagePoint.doc_hash must not be empty")
+        if int(p.page) < 1:
+            raise ValueError(f"PagePoint.page is 1-based, got {p.page} for {p.doc_path}")
+        dense = None
+        if p.visual is not None:
+            vec = _as_vector(p.visual, f"visual vector of {p.doc_path} page {p.page}")
+            self.ensure_dim(vec.shape[0])
+            dense = vec.tolist()
+        sparse = p.sparse if p.sparse is not None else self._bm25.embed_document(p.text)
+        return _Record(p.id, dense, None if sparse.is_empty else sparse, p.payload())
+
+    def upsert(self, points: Sequence[PagePoint]) -> None:
+        """Insert or overwrite pages (whole points: a re-upserted page without `visual` loses its old one)."""
+        with self._lock:
+            self._check_open()
+            records = [self._record(p) for p in points]
+            for i in range(0, len(records), self._upsert_batch):
+                self._upsert_records(records[i : i + self._upsert_batch])
+
+    def delete_document(self, doc_hash: str) -> int:
+        """Remove every page of the document with this content hash; returns how many were removed."""
+        return self._delete_counted(_Filter(must=(("eq", "doc_hash", doc_hash),)))
+
+    def delete_where_path(self, doc_path: str) -> int:
+        """Remove every page stored under this exact path (whatever its hash); returns how many."""
+        return self._delete_counted(_Filter(must=(("eq", "doc_path", doc_path),)))
+
+    def _delete_counted(self, flt: _Filter) -> int:
+        with self._lock:
+            self._check_open()
+            n = self._count(flt)
+            if n:
+                self._delete(flt)
+            return n
+
+    def set_visual(self, doc_hash: str, page_vectors: dict[int, np.ndarray]) -> None:
+        """Add dense vectors to pages stored earlier, leaving their payload and sparse vector untouched.
+
+        Raises KeyError naming the pages that are not in the store (nothing is written then).
+        """
+        if not page_vectors:
+            return
+        with self._lock:
+            self._check_open()
+            vectors: dict[str, list[float]] = {}
+            pages: dict[str, int] = {}
+            for page, v in page_vectors.items():
+                vec = _as_vector(v, f"visual vector of {doc_hash} page {page}")
+                self.ensure_dim(vec.shape[0])
+                pid = point_id(doc_hash, int(page))
+                vectors[pid] = vec.tolist()
+                pages[pid] = int(page)
+            missing = sorted(pages[i] for i in set(vectors) - self._existing_ids(list(vectors)))
+            if missing:
+                raise KeyError(f"document {doc_hash} has no stored page(s) {missing}")
+            ids = list(vectors)
+            for i in range(0, len(ids), self._upsert_batch):
+                self._update_visual({k: vectors[k] for k in ids[i : i + self._upsert_batch]})
+
+    def pages_missing_visual(self, limit: int = 1000, doc_hash: str | None = None) -> list[tuple[str, int, str]]:
+        """Up to `limit` pages without a dense vector, as (doc_hash, page, image_path), sorted."""
+        with self._lock:
+            self._check_open()
+            must = (("eq", "doc_hash", doc_hash),) if doc_hash else ()
+            must_not = (("has_vector", VISUAL),) if self._dim is not None else ()
+            flt = _Filter(must=must, must_not=must_not) if (must or must_not) else None
+            rows = self._scroll(flt, limit, ["doc_hash", "page", "image_path"])
+        out = [(str(r.get("doc_hash", "")), int(r.get("page", 0)), str(r.get("image_path", ""))) for r in rows]
+        return sorted(out)
+
+    def count(self) -> int:
+        """Number of pages stored."""
+        with self._lock:
+            self._check_open()
+            return self._count(None)
+
+    def count_with_visual(self) -> int:
+        """Number of pages that carry a dense `visual` vector."""
+        with self._lock:
+            self._check_open()
+            if self._dim is None:
+                return 0
+            return self._count(_Filter(must=(("has_vector", VISUAL),)))
+
+    def document_page_counts(self) -> dict[str, int]:
+        """doc_hash -> number of pages stored (the store's side of the indexing manifest)."""
+        with self._lock:
+            self._check_open()
+            n = self._count(None)
+            return self._facet("doc_hash", n) if n else {}
+
+    def query(
+        self,
+        *,
+        text: str | None = None,
+        vector: np.ndarray | None = None,
+        mode: Mode = "hybrid",
+        top_k: int = 5,
+        doc_filter: str | None = None,
+        prefetch_k: int = 50,
+    ) -> list[Hit]:
+        """Search pages. `visual` needs `vector`, `text` needs `text`, `hybrid` both (one fused query)."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if top_k <= 0:
+            return []
+        need_text = mode in ("text", "hybrid")
+        need_vec = mode in ("visual", "hybrid")
+        if need_text and text is None:
+            raise ValueError(f"mode {mode!r} needs a query text")
+        if need_vec and vector is None:
+            raise ValueError(f"mode {mode!r} needs a query vector")
+        with self._lock:
+            self._check_open()
+            dense = None
+            if need_vec:
+                if self._dim is None:
+                    raise StoreError("this index has no visual vectors (built without an encoder): use mode='text'")
+                vec = _as_vector(vector, "query vector")
+                if vec.shape[0] != self._dim:
+                    raise DimensionMismatch(self._dim, vec.shape[0])
+                dense = vec.tolist()
+            sparse = self._bm25.embed_query(text or "") if need_text else None
+            if mode == "text" and (sparse is None or sparse.is_empty):
+                return []  # nothing left after stop words: no page can match
+            if mode == "hybrid" and sparse is not None and sparse.is_empty:
+                sparse = None  # fuse the dense side alone rather than send an empty sparse query
+            rows = self._search(
+                mode, sparse, dense, _doc_filter(doc_filter), int(top_k), max(int(prefetch_k), int(top_k))
+            )
+        return [Hit.from_payload(payload, score) for score, payload in rows]
+
+    _schema_extra: dict[str, Any] = {}
+
+    def _schema(self, created_at: str | None = None) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "dim": self._dim,
+            "distance": "cosine",
+            "sparse": "bm25",
+            "bm25_language": self.language,
+            "created_at": created_at or utc_now(),
+            **self._schema_extra,
+        }
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _check_schema(schema: dict[str, Any], where: str) -> None:
+    version = schema.get("schema_version", SCHEMA_VERSION)
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise StoreError(f"{where} has schema version {version}, newer than this docrag ({SCHEMA_VERSION})")
+
+
+def _resolve_language(stored: str | None, asked: str | None, where: str) -> str:
+    if stored and asked and stored != asked:
+        raise StoreError(f"{where} was built with BM25 language {stored!r}, not {asked!r}")
+    return stored or asked or DEFAULT_LANGUAGE
+
+
