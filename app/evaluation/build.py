@@ -145,7 +145,7 @@ def build_eval_set(paths: Sequence[str | Path], out: str | Path, queries_per_pag
             continue
         rng = random.Random(f"{seed}:{p.id}")  # a page's queries do not depend on the other pages
         if writer is not None:
-            made[p.id] = _llm_queries(writer, p, queries_per_page, out)
+            made[p.id] = _llm_queries(writer, p, queries_per_page)
         else:
             made[p.id] = [(q.text, q.type, q.phrase) for q in page_queries(p.text, queries_per_page, rng, skip[p.pdf])]
     if not any(made.get(pid) for pid in test_ids):
@@ -182,9 +182,9 @@ def _write_split(folder: Path, rows: list[dict], pages: list[PageText], ids: lis
     return len(queries)
 
 
-def _llm_queries(writer: QuestionWriter, page: PageText, n: int, out: Path) -> list[tuple[str, str, str]]:
-    renderer = make_renderer("pymupdf")
-    with tempfile.TemporaryDirectory(dir=out) as tmp:
+def _llm_queries(writer: QuestionWriter, page: PageText, n: int) -> list[tuple[str, str, str]]:
+    renderer = make_renderer("pymupdf")  # the page as a reader (and a vision LLM) sees it, 144 dpi
+    with tempfile.TemporaryDirectory(prefix="docrag-eval-page-") as tmp:
         image = next(iter(renderer.render(page.pdf, pages=[page.page])), None)
         if image is None:
             return []

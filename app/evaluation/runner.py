@@ -8,6 +8,10 @@ and removes it afterwards. Hits map back to corpus ids by (content hash, page): 
 same bytes share the index's one copy. Pages of a PDF that are not in the corpus are indexed with it and
 dropped from the results; the search then asks for that many more hits, so the top ``top_k`` corpus pages
 are exact (hybrid fuses before dropping).
+
+Determinism: text and visual rankings are identical run to run and index to index (equal scores are ordered
+by corpus id). Hybrid is fused inside Qdrant, which orders equal scores within its prefetch lists as it
+likes: on a re-used index its metrics repeat, but a rebuilt index can move them in the third decimal.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ from .dataset import EvalDataset
 from .metrics import evaluate, per_query, rank
 
 EVALS_DIR = "evals"
+# Extra hits asked for beyond top_k, so that pages tied at the cut-off all come back and the corpus-id
+# tie-break (not the engine's order) decides which of them make the top_k.
+TIE_MARGIN = 10
 
 
 class EvalEvents:
@@ -178,7 +185,7 @@ class EvalRunner:
         latencies = []
         for q in queries:
             started = time.perf_counter()
-            hits = svc.search(q.text, top_k=top_k + extra, mode=mode)
+            hits = svc.search(q.text, top_k=top_k + extra + TIE_MARGIN, mode=mode)
             latencies.append((time.perf_counter() - started) * 1000)
             scored = [(cid, h.score) for h in hits for cid in by_key.get((h.doc_hash, h.page), ())]
             # Equal scores ordered by corpus id (_stable); trec_eval then gets these ranks, not raw scores.

@@ -121,3 +121,30 @@ def test_bad_inputs(tmp_path, pdf_dir):
         build_eval_set([tmp_path / "notes.pdf"], tmp_path / "out2")
     with pytest.raises(ValueError, match="--split"):
         build_eval_set([pdf_dir], tmp_path / "out3", split=0)
+
+
+def test_llm_question_writer_hook(tmp_path, debian_pdfs):
+    # An LLM is a remote service that cannot run here: a stand-in QuestionWriter records what it is given.
+    import pymupdf
+
+    from app.evaluation.build import QuestionWriter
+
+    with pymupdf.open(debian_pdfs["auto-multiple-choice.en.pdf"]) as doc:
+        doc.select([9, 10, 11, 12])
+        doc.save(tmp_path / "amc4.pdf")
+    seen = []
+
+    class Writer:
+        def questions(self, page_text: str, image_path: Path, n: int) -> list[str]:
+            from PIL import Image
+
+            with Image.open(image_path) as im:
+                seen.append((len(page_text), im.size, n))
+            return [f"what does page with {len(page_text)} characters say?"] * 3
+
+    assert isinstance(Writer(), QuestionWriter)
+    build_eval_set([tmp_path / "amc4.pdf"], tmp_path / "llm", queries_per_page=1, split=1.0, writer=Writer())
+    ds = load_dataset(tmp_path / "llm")
+    assert len(seen) == 4 and all(n == 1 and w > 500 for _, (w, h), n in seen)
+    assert {q.fields["type"] for q in ds.queries} == {"llm"} and len(ds.queries) == 4
+    assert all(list(ds.qrels[q.id].values()) == [2] for q in ds.queries)  # no phrase: only its own page
