@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from .cli_ask import ask
 from .cli_train import train_app
 from .errors import fail
 
@@ -20,6 +21,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(train_app, name="train")
+app.command("ask")(ask)
 
 IndexDir = typer.Option(None, "--index-dir", help="Index folder (default ./.docrag or $DOCRAG_INDEX_DIR).")
 QdrantUrl = typer.Option(None, "--qdrant-url", help="Use a Qdrant server/cluster (API key: $QDRANT_API_KEY).")
