@@ -25,7 +25,8 @@ from .service import DocRag
 
 class DocRagRetriever(BaseRetriever):
     """Configured like the CLI: `index_dir`, `mode` (visual | text | hybrid | auto), `top_k`, `doc` filter,
-    `encoder`; or pass a ready `DocRag` as `rag`. Per call, `invoke(q, k=...)` overrides `top_k`."""
+    `encoder`; or pass a ready `DocRag` as `rag`. Per call, `invoke(q, top_k=...)` (or `k=`) and `doc=`
+    override them."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -44,9 +45,10 @@ class DocRagRetriever(BaseRetriever):
         return self._rag
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun,
-                                k: int | None = None, **kwargs: Any) -> list[Document]:
+                                k: int | None = None, top_k: int | None = None, doc: str | None = None,
+                                **kwargs: Any) -> list[Document]:
         rag = self._service()
-        hits = rag.search(query, top_k=k or self.top_k, mode=self.mode, doc=kwargs.get("doc", self.doc))
+        hits = rag.search(query, top_k=top_k or k or self.top_k, mode=self.mode, doc=doc or self.doc)
         mode = self.mode if self.mode not in (None, "auto") else _resolved_mode(rag)
         return [Document(page_content=h.text or "", metadata={
             "source": h.doc_path, "page": h.page, "score": float(h.score),
@@ -54,10 +56,11 @@ class DocRagRetriever(BaseRetriever):
         }) for h in hits]
 
     async def _aget_relevant_documents(self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun,
-                                       k: int | None = None, **kwargs: Any) -> list[Document]:
+                                       k: int | None = None, top_k: int | None = None, doc: str | None = None,
+                                       **kwargs: Any) -> list[Document]:
         # The store and the encoder are synchronous: run them off the event loop.
         return await asyncio.to_thread(self._get_relevant_documents, query, run_manager=run_manager.get_sync(),
-                                       k=k, **kwargs)
+                                       k=k, top_k=top_k, doc=doc, **kwargs)
 
     def close(self) -> None:
         if self._rag is not None:

@@ -39,10 +39,12 @@ class DocRag:
     """
 
     def __init__(self, config: Config | None = None, encoder: Any | str | None = None, *,
-                 index_dir: str | Path | None = None, keep_open: bool = False, llm: LLM | None = None,
+                 index_dir: str | Path | None = None, keep_open: bool = False, llm: LLM | str | None = None,
                  **overrides: Any) -> None:
         if isinstance(encoder, str | Path):  # DocRag(index_dir=..., encoder="none" | "auto" | folder | hub id)
             overrides["encoder"], encoder = str(encoder), None
+        if isinstance(llm, str):  # DocRag(..., llm="none" | "auto" | "openai" | "transformers")
+            overrides["llm"], llm = llm, None
         if config is None:
             config = load_config({"index_dir": index_dir, **overrides})
         elif index_dir is not None or overrides:
