@@ -8,9 +8,12 @@ events read line by line (`data: {...}` chunks until `data: [DONE]`).
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,14 +22,32 @@ from .base import ImagePart, LLMError, Message
 
 
 def image_data_url(part: ImagePart, max_side: int | None) -> str:
-    """The page image as a `data:image/jpeg;base64,...` URL, downscaled to `max_side` on its long side."""
-    image = part.load(max_side)
+    """The page image as a `data:image/jpeg;base64,...` URL, downscaled to `max_side` on its long side.
+
+    Cached by file identity: decoding, resizing and re-encoding a page costs ~100 ms, and the same pages come
+    back for follow-up questions (page images never change in place; a changed file has a new path).
+    """
+    try:
+        st = part.path.stat()
+        key = (str(part.path), st.st_mtime_ns, st.st_size, max_side)
+    except OSError:
+        key = (str(part.path), 0, 0, max_side)
+    return _encoded(key)
+
+
+@functools.lru_cache(maxsize=64)
+def _encoded(key: tuple[str, int, int, int | None]) -> str:
+    image = ImagePart(Path(key[0])).load(key[3])
     buf = io.BytesIO()
     image.save(buf, format="JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def to_openai_messages(messages: list[Message], image_max_side: int | None) -> list[dict[str, Any]]:
+    # Pages are decoded and encoded in parallel (Pillow releases the GIL): the first token comes sooner.
+    parts = [p for m in messages for p in m.images]
+    with ThreadPoolExecutor(max_workers=min(4, max(1, len(parts)))) as pool:
+        urls = dict(zip(parts, pool.map(lambda p: image_data_url(p, image_max_side), parts), strict=True))
     out = []
     for m in messages:
         if not m.images:
@@ -35,7 +56,7 @@ def to_openai_messages(messages: list[Message], image_max_side: int | None) -> l
         content = []
         for p in m.parts:
             if isinstance(p, ImagePart):
-                content.append({"type": "image_url", "image_url": {"url": image_data_url(p, image_max_side)}})
+                content.append({"type": "image_url", "image_url": {"url": urls[p]}})
             elif p:
                 content.append({"type": "text", "text": p})
         out.append({"role": m.role, "content": content})
