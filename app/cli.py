@@ -21,7 +21,6 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(train_app, name="train")
-app.command("ask")(ask)
 
 IndexDir = typer.Option(None, "--index-dir", help="Index folder (default ./.docrag or $DOCRAG_INDEX_DIR).")
 QdrantUrl = typer.Option(None, "--qdrant-url", help="Use a Qdrant server/cluster (API key: $QDRANT_API_KEY).")
@@ -165,6 +164,9 @@ def delete(
     svc = _service(index_dir=index_dir, qdrant_url=qdrant_url)
     removed = _run(svc.delete, path)
     typer.echo(f"removed {path} ({removed} pages)")
+
+
+app.command("ask")(ask)
 
 
 def _short(path: str) -> str:

@@ -26,7 +26,7 @@ def serve(
     llm_base_url: str | None = typer.Option(None, "--llm-base-url", help="OpenAI-compatible endpoint for answers."),
     llm_model: str | None = typer.Option(None, "--llm-model", help="The endpoint's model, or a transformers folder."),
 ) -> None:
-    """Serve the web UI: upload, search, ask, status (needs the [ui] extra)."""
+    """Serve the web UI: upload, search, ask, status (needs Gradio: the ui extra)."""
     try:
         import gradio  # noqa: F401
     except ImportError:
