@@ -6,6 +6,10 @@ Importing `ui` does not import Gradio; `build_app` and `launch` load it on first
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .offline import go_offline
+
+go_offline()  # before any ui module imports Gradio
+
 _EXPORTS = {"app": ("DocRagUI", "build_app"), "server": ("launch",), "uploads": ("UploadRefused", "store_upload")}
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = ["DocRagUI", "UploadRefused", "build_app", "launch", "store_upload"]

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import gradio as gr
+import gradio as gr  # after ui/__init__ switched its outside calls off (ui.offline)
 
 from app import DocRag, hit_to_dict
 from app.llm import HOW_TO_CONFIGURE, LLMError, describe_llm

@@ -27,9 +27,9 @@ def serve(
     llm_model: str | None = typer.Option(None, "--llm-model", help="The endpoint's model, or a transformers folder."),
 ) -> None:
     """Serve the web UI: upload, search, ask, status (needs Gradio: the ui extra)."""
-    try:
-        import gradio  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("gradio") is None:  # not imported here: ui.offline must come first
         fail('the web UI needs Gradio: pip install "docrag[ui]"')
     from .server import launch
 

@@ -10,9 +10,8 @@ from pathlib import Path
 
 from app import Config, DocRag
 
-# Gradio reads these at import: no analytics, no update checks, no hub look-ups.
-OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-               "GRADIO_SSR_MODE": "False"}
+from .offline import go_offline
+
 GRADIO_TMP = ".gradio-tmp"  # under the index folder (hidden: the indexer never walks into it)
 
 
@@ -35,8 +34,7 @@ def parse_auth(auth: str | None) -> tuple[str, str] | None:
 
 
 def prepare_environment(index_dir: Path) -> None:
-    for key, value in OFFLINE_ENV.items():
-        os.environ.setdefault(key, value)
+    go_offline()
     tmp = index_dir / GRADIO_TMP
     tmp.mkdir(parents=True, exist_ok=True)
     os.environ["GRADIO_TEMP_DIR"] = str(tmp)  # uploads land inside the index folder, never in /tmp
@@ -54,6 +52,9 @@ def launch(config: Config, host: str, port: int, auth: str | None = None, *, blo
     from .app import build_app  # imports gradio: after the environment is set
 
     rag = DocRag(config, keep_open=True)
+    # Resolved once, before requests arrive from several threads (and the first search is not slower).
+    rag.encoder(for_query=True)
+    rag.llm()
     max_bytes = int(config.upload_max_mb * 2**20)
     demo = build_app(rag, max_bytes)
     pages = index_dir / "pages"
