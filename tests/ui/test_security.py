@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import UPLOAD_MAX_MB, Server
 from gradio_client import Client
+from served_app import UPLOAD_MAX_MB, Server
 
 from ui.uploads import UploadRefused, detect_type, sanitise_name, store_upload
 
@@ -55,6 +55,16 @@ def test_refused_by_content_and_size(tmp_path, debian_pdfs):
     misnamed.write_bytes((ROOT / "examples" / "visitors-chart.pdf").read_bytes())
     assert store_upload(misnamed, "scan.jpg", idx, max_bytes=2**20).path.name == "scan.pdf"
     assert sanitise_name("a.pdf.gz", ".pdf.gz") == "a.pdf.gz"
+
+
+@pytest.mark.parametrize(("fmt", "ext"), [("PNG", ".png"), ("JPEG", ".jpg"), ("WEBP", ".webp"), ("TIFF", ".tiff")])
+def test_images_are_accepted_by_content(tmp_path, fmt, ext):
+    from PIL import Image
+
+    src = tmp_path / "photo.pdf"  # the name lies; the content decides
+    Image.new("RGB", (32, 32), "white").save(src, format=fmt)
+    stored = store_upload(src, "photo.pdf", tmp_path / "index", max_bytes=2**20)
+    assert stored.kind == ext and stored.path.name == "photo" + ext
 
 
 def test_same_name_other_content_never_overwrites(tmp_path, debian_pdfs):
