@@ -102,6 +102,7 @@ NO_PAGES = "No indexed page matches the question, so there is nothing to answer 
 class AnswerStream:
     """Iterate for the answer's text chunks as the model streams them; `result()` for the final `Answer`.
 
+    Single pass: iterating again (or `result()` after a partial read) continues where the reader stopped.
     The LLM is called only when iterated (or on `result()`); with no retrieved page it is not called at all.
     """
 
@@ -111,13 +112,14 @@ class AnswerStream:
         self.text_chars, self.image_max_side = text_chars, image_max_side
         self._chunks: list[str] = []
         self._answer: Answer | None = None
-        self._started = False
+        self._source: Iterator[str] | None = None
 
     def __iter__(self) -> Iterator[str]:
-        if self._started:
-            yield from self._chunks if self._answer is not None else ()
-            return
-        self._started = True
+        if self._source is None:
+            self._source = self._generate()
+        return self._source
+
+    def _generate(self) -> Iterator[str]:
         if not self.hits:
             self._chunks.append(NO_PAGES)
             self._answer = Answer(NO_PAGES)
@@ -139,9 +141,9 @@ class AnswerStream:
         return "".join(self._chunks)
 
     def result(self) -> Answer:
+        """The finished answer (reads the rest of the stream first). Raises `LLMError` if the model fails."""
+        for _ in self:
+            pass
         if self._answer is None:
-            for _ in self:
-                pass
-        if self._answer is None:
-            raise RuntimeError("the answer stream was not finished")
+            raise RuntimeError("the answer stream was closed before it finished")
         return self._answer
