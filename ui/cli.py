@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from app.cli import _service, app
+from app.cli import _run, _service, app
 from app.errors import fail
 
 
@@ -31,13 +31,16 @@ def serve(
 
     if importlib.util.find_spec("gradio") is None:  # not imported here: ui.offline must come first
         fail('the web UI needs Gradio: pip install "docrag[ui]"')
+    from app.llm import LLMError
+
     from .server import launch
 
     svc = _service(index_dir=index_dir, encoder=encoder, llm_base_url=llm_base_url, llm_model=llm_model)
     config = svc.config
     try:
-        launch(config, host or config.ui_host, port or config.ui_port, auth)
-    except (ValueError, OSError) as e:
+        # _run: the errors a user can cause (busy index, missing encoder, bad setting) are one line.
+        _run(launch, config, host or config.ui_host, port or config.ui_port, auth)
+    except (LLMError, OSError) as e:
         fail(str(e).splitlines()[0])
 
 

@@ -39,7 +39,10 @@ class TransformersVLM:
         if processor is None:
             from moca_train.processing import load_processor
 
-            processor = load_processor(path)
+            try:
+                processor = load_processor(path)
+            except (OSError, ValueError) as e:
+                raise LLMError(f"cannot load the processor of LLM {path}: {str(e).splitlines()[0]}") from None
         self.model, self.processor = model, processor
 
     def stream(self, messages: list[Message], image_max_side: int | None = None) -> Iterator[str]:
