@@ -5,9 +5,10 @@ A process that answers many queries keeps it open under the index's `IndexLock` 
 soon as another process (or another lock holder in this one, e.g. the UI's own background indexing)
 waits for the lock: waiters announce themselves (`IndexLock.contended()`), and a watcher thread checks
 for them every `poll_s` seconds, so a writer waits at most about one poll plus a query in progress. The
-next query takes the lock again (waiting, at most `lock_timeout_s`, for the writer to finish its batch)
-and reopens the shard, so it sees what the writer wrote. With nobody waiting, the store is also closed
-after `idle_close_s` without a query (a UI left open overnight holds nothing).
+next query lets the waiter take the lock first (flock is not fair), then takes it again (waiting, at most
+`lock_timeout_s`, for the writer to finish its batch) and reopens the shard, so it sees what was written.
+With nobody waiting, the store is also closed after `idle_close_s` without a query (a UI left open
+overnight holds nothing).
 
 A store behind a Qdrant server needs no lock: it is opened once and kept.
 """
@@ -59,7 +60,8 @@ class SharedStore:
 
     @property
     def is_open(self) -> bool:
-        return self._store is not None
+        with self._guard:  # not half-way through a release: closed means the lock is free too
+            return self._store is not None
 
     @contextlib.contextmanager
     def use(self) -> Iterator[Store]:
@@ -75,6 +77,7 @@ class SharedStore:
 
     def _open(self) -> None:
         if self._lock is not None:
+            self._let_waiters_in()
             self._lock.acquire()
         try:
             s = self.settings
@@ -91,8 +94,15 @@ class SharedStore:
             self._watcher = threading.Thread(target=self._watch, name="docrag-shared-store", daemon=True)
             self._watcher.start()
 
+    def _let_waiters_in(self) -> None:
+        """flock is not fair: a waiter polls, and we would take the lock straight back between its polls.
+        So while someone waits, wait (at most the lock timeout) until it has taken the lock (its marker goes)."""
+        deadline = time.monotonic() + self.settings.lock_timeout_s
+        while self._lock.contended() and time.monotonic() < deadline:
+            time.sleep(self.poll_s)
+
     def _release(self, yielded: bool = False) -> None:
-        store, self._store = self._store, None
+        store = self._store
         if store is None:
             return
         try:
@@ -100,6 +110,7 @@ class SharedStore:
         finally:
             if self._lock is not None:
                 self._lock.release()
+            self._store = None
             if yielded:
                 self.yields += 1
 
