@@ -38,14 +38,22 @@ class DocRagUI:
         self.jobs = IndexingJobs(rag)
 
     # ---- the API (typed: gr.api derives the endpoints' signatures from these) ---------------------
+    # Errors a caller can cause reach gradio_client as one line (gr.Error), never as a bare "error".
     def search(self, query: str, top_k: int = 5, mode: str = "auto", doc: str = "") -> list[dict]:
         """Top pages for a query: [{doc, page, score, image, text, title}]."""
-        hits = self.rag.search(query, top_k=int(top_k), mode=mode or None, doc=doc or None)
+        try:
+            hits = self.rag.search(query, top_k=int(top_k), mode=mode or None, doc=doc or None)
+        except Exception as e:
+            raise gr.Error(_error_line(e)) from None
         return [hit_to_dict(h, self.rag.config.index_dir) for h in hits]
 
     def ask(self, question: str, top_k: int = 3, mode: str = "auto", doc: str = "") -> dict:
         """Answer from the top pages: {answer, citations: [{n, doc, page, image, score}], pages}."""
-        return self.rag.ask(question, top_k=int(top_k), mode=mode or None, doc=doc or None).result().as_dict()
+        try:
+            stream = self.rag.ask(question, top_k=int(top_k), mode=mode or None, doc=doc or None)
+            return stream.result().as_dict()
+        except Exception as e:
+            raise gr.Error(_error_line(e)) from None
 
     def status(self) -> dict:
         """Documents, pages, encoder, LLM, and the indexing queue."""
@@ -85,8 +93,8 @@ class DocRagUI:
             return [], [], "Type a query first."
         try:
             rows = self.search(query, int(top_k), mode, "" if doc == ALL_DOCS else doc)
-        except Exception as e:
-            return [], [], f"Search failed: {html.escape(_error_line(e))}"
+        except Exception as e:  # gr.Error from search(): its message is the one line
+            return [], [], f"Search failed: {html.escape(getattr(e, 'message', None) or _error_line(e))}"
         gallery = [(r["image"], f"{Path(r['doc']).name} · p. {r['page']} · {r['score']:.3f}") for r in rows]
         return gallery, rows, f"{len(rows)} page(s)." if rows else "No matching pages."
 

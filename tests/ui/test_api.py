@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from gradio_client import Client
 
 
@@ -23,6 +24,9 @@ def test_named_endpoints(served):
     assert [c["n"] for c in answer["citations"]] == [2, 1]  # the double cites [2] first, then [1]
     cited = [(c["doc"], c["page"]) for c in answer["citations"]]
     assert cited == [(p["doc"], p["page"]) for p in answer["pages"][::-1]]
+
+    with pytest.raises(Exception, match="no visual vectors"):  # a caller's mistake comes back as one line
+        client.predict("inverter", 3, "visual", "", api_name="/search")
 
     status = client.predict(api_name="/status")
     assert status["documents"] >= 2 and status["pages"] >= 3 and "test-vlm" in status["llm"]
