@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,3 +35,19 @@ def test_named_endpoints(served):
     status = client.predict(api_name="/status")
     assert status["documents"] >= 2 and status["pages"] >= 3 and "test-vlm" in status["llm"]
     assert status["encoder"] is None  # a text-only index
+
+
+def test_cli_index_writes_while_the_ui_keeps_the_store_open(served, tmp_path):
+    client = Client(served.url, verbose=False)
+    before = client.predict(api_name="/status")["documents"]
+    assert client.predict("inverter", 1, "text", "", api_name="/search")  # the UI holds the store open now
+    docs = tmp_path / "more"
+    docs.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[2] / "examples" / "visitors-chart.pdf", docs)
+    env = {**os.environ, "DOCRAG_LOCK_TIMEOUT_S": "5", "DOCRAG_DPI": "48"}
+    r = subprocess.run([sys.executable, "-m", "app.cli", "index", str(docs), "--index-dir", str(served.index_dir),
+                        "--encoder", "none"], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = client.predict("visitors", 3, "text", "", api_name="/search")
+    assert rows and rows[0]["doc"].endswith("visitors-chart.pdf")  # the UI sees what the CLI wrote
+    assert client.predict(api_name="/status")["documents"] == before + 1

@@ -40,8 +40,10 @@ def test_upload_search_open_ask_cite(served, llm_double, debian_pdfs, tmp_path):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         own = (served.url, "data:", "blob:")
         page.on("request", lambda r: None if r.url.startswith(own) else outside.append(r.url))
+        client = Client(served.url, verbose=False)
+        docs_before = client.predict(api_name="/status")["documents"]
         page.goto(served.url)
-        expect(page.locator("#status")).to_contain_text("Documents 2", timeout=30_000)
+        expect(page.locator("#status")).to_contain_text(f"Documents {docs_before} ", timeout=30_000)
 
         # Upload: indexed in the background with a progress bar, through the same pipeline as the CLI.
         page.locator("#upload input[type=file]").set_input_files(str(pdf))
@@ -49,7 +51,7 @@ def test_upload_search_open_ask_cite(served, llm_double, debian_pdfs, tmp_path):
         expect(status.locator("progress")).to_be_attached(timeout=30_000)
         expect(status).to_contain_text("30/30 pages", timeout=90_000)
         expect(status).to_contain_text("done", timeout=30_000)
-        expect(page.locator("#status")).to_contain_text("Documents 3", timeout=30_000)
+        expect(page.locator("#status")).to_contain_text(f"Documents {docs_before + 1} ", timeout=30_000)
         assert (served.index_dir / "uploads" / "sample-plain.pdf").is_file()
 
         # Search with the text mode and a document filter; the gallery shows document, page and score.
@@ -59,7 +61,6 @@ def test_upload_search_open_ask_cite(served, llm_double, debian_pdfs, tmp_path):
         thumbs = page.locator("#gallery img")
         expect(thumbs.first).to_be_visible(timeout=30_000)
         expect(page.locator("#gallery")).to_contain_text("sample-plain.pdf · p.")
-        client = Client(served.url, verbose=False)
         rows = client.predict("answer sheet", 5, "text", "", api_name="/search")
         assert thumbs.count() == len(rows) == 5
 
