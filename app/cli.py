@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from .cli_ask import ask
 from .cli_train import train_app
 from .errors import fail
 
@@ -164,6 +165,9 @@ def delete(
     svc = _service(index_dir=index_dir, qdrant_url=qdrant_url)
     removed = _run(svc.delete, path)
     typer.echo(f"removed {path} ({removed} pages)")
+
+
+app.command("ask")(ask)
 
 
 def _short(path: str) -> str:

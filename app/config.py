@@ -35,12 +35,30 @@ class Config:
     top_k: int = 5
     mode: str = "auto"  # visual | text | hybrid | auto (hybrid when visual vectors exist)
     lock_timeout_s: float = 10.0
+    # Answers (`docrag ask`, the UI): which LLM. none | auto | openai | transformers. auto: openai when
+    # llm_base_url (or $OPENAI_BASE_URL) is set, else none. The API key comes from the environment only.
+    llm: str = "auto"
+    llm_base_url: str | None = None  # an OpenAI-compatible endpoint, e.g. http://localhost:8000/v1
+    llm_model: str | None = None  # the endpoint's model name, or a transformers folder / hub id
+    ask_top_k: int = 3  # pages sent to the LLM
+    llm_timeout_s: float = 60.0
+    llm_max_tokens: int = 512
+    llm_image_max_side: int = 1024  # page images are downscaled to this many pixels on the long side
+    llm_text_chars: int = 1500  # characters of each page's text layer sent beside its image
+    # Web UI (`docrag serve`).
+    ui_host: str = "127.0.0.1"
+    ui_port: int = 7860
+    upload_max_mb: float = 50.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def qdrant_api_key(self) -> str | None:
         # Secrets come from the environment only, never from a file in the repo.
         return os.environ.get("QDRANT_API_KEY") or None
+
+    @property
+    def llm_api_key(self) -> str | None:
+        return os.environ.get("DOCRAG_LLM_API_KEY") or os.environ.get("OPENAI_API_KEY") or None
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name != "extra"}

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from indexing.manifest import COMPLETE, MANIFEST_NAME, Manifest
 from indexing.pipeline import Events, Indexer, IndexOptions, IndexReport
 from indexing.store import Hit, locked_store
 
 from .config import Config, load_config
+
+if TYPE_CHECKING:
+    from .answer import AnswerStream
+    from .llm import LLM
 
 MODES = ("visual", "text", "hybrid")
 ENCODER_META = "encoder"  # manifest key: the encoder the index's visual vectors came from
@@ -21,13 +26,63 @@ class EncoderUnavailable(RuntimeError):
 
 
 class DocRag:
-    """Index, search (and later ask) over one index folder, as configured."""
+    """Index, search and ask over one index folder, as configured.
 
-    def __init__(self, config: Config | None = None, encoder: Any | None = None) -> None:
-        self.config = config or load_config()
+    >>> rag = DocRag(index_dir="./.docrag")          # or DocRag(load_config({...}))
+    >>> rag.index(["./pdfs"]); hits = rag.search("revenue by region", top_k=3, mode="text")
+    >>> for chunk in (answer := rag.ask("Which region grew fastest?")): print(chunk, end="")
+    >>> answer.result().citations
+
+    ``keep_open=True`` (long-running processes: the UI, a retriever in a server) keeps the store open
+    between queries and lets go whenever another process waits for the index (`indexing.store.shared`);
+    call ``close()`` (or use ``with DocRag(...) as rag:``) at the end.
+    """
+
+    def __init__(self, config: Config | None = None, encoder: Any | str | None = None, *,
+                 index_dir: str | Path | None = None, keep_open: bool = False, llm: LLM | str | None = None,
+                 **overrides: Any) -> None:
+        if isinstance(encoder, str | Path):  # DocRag(index_dir=..., encoder="none" | "auto" | folder | hub id)
+            overrides["encoder"], encoder = str(encoder), None
+        if isinstance(llm, str):  # DocRag(..., llm="none" | "auto" | "openai" | "transformers")
+            overrides["llm"], llm = llm, None
+        if config is None:
+            config = load_config({"index_dir": index_dir, **overrides})
+        elif index_dir is not None or overrides:
+            given = {"index_dir": Path(index_dir).expanduser().absolute() if index_dir else None, **overrides}
+            config = dataclasses.replace(config, **{k: v for k, v in given.items() if v is not None})
+        self.config = config
         self._encoder = encoder
         self._encoder_resolved = encoder is not None
+        self._llm = llm
+        self._llm_resolved = llm is not None
+        self._shared = None
+        if keep_open:
+            self.keep_store_open()
         self.notes: list[str] = []  # one-line notices for the user (e.g. "text layer only")
+
+    # ---- long-running processes --------------------------------------------------------------
+    def keep_store_open(self, poll_s: float | None = None, idle_close_s: float | None = None) -> None:
+        """Keep the store open between queries (released whenever a writer waits). Idempotent."""
+        if self._shared is None:
+            from indexing.store import StoreSettings
+            from indexing.store.shared import DEFAULT_IDLE_CLOSE_S, DEFAULT_POLL_S, SharedStore
+
+            c = self.config
+            settings = StoreSettings(c.qdrant_url, c.qdrant_api_key, c.qdrant_collection, "docrag (kept open)",
+                                     c.lock_timeout_s)
+            self._shared = SharedStore(c.index_dir, settings, None, poll_s=poll_s or DEFAULT_POLL_S,
+                                       idle_close_s=idle_close_s or DEFAULT_IDLE_CLOSE_S)
+
+    def close(self) -> None:
+        """Release the store if it is kept open (a later query reopens it)."""
+        if self._shared is not None:
+            self._shared.close()
+
+    def __enter__(self) -> DocRag:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # ---- encoder -----------------------------------------------------------------------------
     def _manifest(self) -> Manifest | None:
@@ -108,6 +163,8 @@ class DocRag:
 
     # ---- search ------------------------------------------------------------------------------
     def _store(self, command: str):
+        if self._shared is not None:
+            return self._shared.use()
         c = self.config
         return locked_store(c.index_dir, None, c.qdrant_url, c.qdrant_api_key, c.qdrant_collection,
                             command=command, timeout_s=c.lock_timeout_s)
@@ -143,6 +200,34 @@ class DocRag:
             return False
         with manifest:
             return manifest.has_visual()
+
+    # ---- ask ---------------------------------------------------------------------------------
+    def llm(self) -> LLM | None:
+        """The configured answer model, built once; None when no LLM is configured."""
+        if not self._llm_resolved:
+            from .llm import make_llm
+
+            self._llm = make_llm(self.config)
+            self._llm_resolved = True
+        return self._llm
+
+    def ask(self, question: str, top_k: int | None = None, mode: str | None = None,
+            doc: str | None = None) -> AnswerStream:
+        """Retrieve the top pages and stream an answer that cites them as [1], [2], ...
+
+        Iterate the result for the answer's text as it arrives; ``.result()`` (after or instead of
+        iterating) gives the `Answer` with its citations mapped to (document, page). Raises
+        `LLMNotConfigured` when no LLM is configured and `LLMError` when the endpoint fails.
+        """
+        from .answer import AnswerStream
+        from .llm import LLMNotConfigured
+
+        llm = self.llm()
+        if llm is None:
+            raise LLMNotConfigured()
+        hits = self.search(question, top_k=top_k or self.config.ask_top_k, mode=mode, doc=doc)
+        return AnswerStream(llm, question, hits, self.config.index_dir, text_chars=self.config.llm_text_chars,
+                            image_max_side=self.config.llm_image_max_side)
 
     # ---- status ------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -24,7 +24,9 @@ and the numbers with the machine, versions and date they came from.
 
 def render(results: Path = HERE / "results", notes: Path = NOTES) -> str:
     parts = [HEADER]
-    for name in ORDER:
+    # The known sections in their order, then any other note (a new benchmark's) by name.
+    others = sorted(p.stem for p in notes.glob("*.md") if p.stem not in ORDER)
+    for name in (*ORDER, *others):
         note = notes / f"{name}.md"
         if note.is_file():
             parts.append(_fill(note.read_text(), results))

@@ -2,7 +2,7 @@
 # Debian packages docrag's tests need: poppler (the pdf2image renderer) and real PDFs nobody
 # here wrote (Debian documentation packages). Idempotent; skips apt when all are present.
 set -euo pipefail
-pkgs=(poppler-utils docbook-xsl-doc-pdf auto-multiple-choice-doc-pdf)
+pkgs=(poppler-utils docbook-xsl-doc-pdf auto-multiple-choice-doc-pdf chromium)  # chromium: the web UI test
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -61,10 +61,11 @@ from .session import (
     locked_store,
     open_store,
 )
+from .shared import SharedStore
 
 __all__ = [
     "DEFAULT_COLLECTION", "DEFAULT_RRF_K", "MODES", "OPTIMIZE_EVERY_PAGES", "PAYLOAD_FIELDS", "SCHEMA_FILE",
     "SCHEMA_VERSION", "TEXT", "VISUAL", "WRITER_LOCK", "DimensionMismatch", "EdgeStore", "Hit", "Mode",
-    "PagePoint", "QdrantClientStore", "Store", "StoreError", "StoreSession", "StoreSettings", "WriterBusy",
-    "WriterLock", "locked_store", "open_store", "point_id", "utc_now",
+    "PagePoint", "QdrantClientStore", "SharedStore", "Store", "StoreError", "StoreSession", "StoreSettings",
+    "WriterBusy", "WriterLock", "locked_store", "open_store", "point_id", "utc_now",
 ]
