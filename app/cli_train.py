@@ -106,8 +106,8 @@ def cpt(
     import subprocess
     import sys
 
-    from moca_train.cpt import CPTConfig, resolve_config, run_cpt
     from moca_train.data import DataError, Source
+    from moca_train.stages.cpt import CPTConfig, resolve_config, run_cpt
 
     overrides = {"base": base, "data": data or None, "train.out": str(out) if out else None,
                  "train.max_steps": max_steps, "train.stop_at": stop_at, "train.save_every": save_every,
@@ -124,7 +124,7 @@ def cpt(
             fail(f"{path}: data file not found")
     if nproc_per_node > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc_per_node}",
-               "-m", "moca_train.cpt", "--config", str(resolve_config(config))]
+               "-m", "moca_train.stages.cpt", "--config", str(resolve_config(config))]
         for key, flag in (("base", "--base"), ("train.out", "--out"), ("train.max_steps", "--max-steps"),
                           ("train.stop_at", "--stop-at"), ("train.save_every", "--save-every")):
             if overrides[key] is not None:

@@ -40,7 +40,7 @@ STEPS = 40
 
 
 def tiny_cpt_config(data: list, out: Path, **train):
-    from moca_train.cpt import CPTConfig
+    from moca_train.stages.cpt import CPTConfig
 
     settings = {
         "out": str(out), "max_steps": STEPS, "lr": 3.0e-3, "warmup_ratio": 0.1, "grad_clip": 5.0, "precision": "fp32",
@@ -75,7 +75,7 @@ def cpt_jsonl(tmp_path_factory, debian_pdfs) -> Path:
 @pytest.fixture(scope="session")
 def straight_run(cpt_jsonl, tmp_path_factory) -> Path:
     """40 steps of the tiny preset in one go (checkpoint every 20, TensorBoard on)."""
-    from moca_train.cpt import run_cpt
+    from moca_train.stages.cpt import run_cpt
 
     out = tmp_path_factory.mktemp("cpt-straight")
     summary = run_cpt(tiny_cpt_config([str(cpt_jsonl)], out, save_every=20, tensorboard=True))
@@ -86,7 +86,7 @@ def straight_run(cpt_jsonl, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def resumed_run(cpt_jsonl, tmp_path_factory) -> Path:
     """The same run stopped after step 20, then resumed by a fresh trainer to step 40."""
-    from moca_train.cpt import run_cpt
+    from moca_train.stages.cpt import run_cpt
 
     out = tmp_path_factory.mktemp("cpt-resumed")
     first = run_cpt(tiny_cpt_config([str(cpt_jsonl)], out, save_every=20, stop_at=20))
