@@ -1,0 +1,91 @@
+"""`docrag train contrastive` and `docrag train mine` end to end: real PDF pages -> pairs -> hard negatives
+mined from a real index (BM25) -> a trained encoder; errors are one line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from app.cli import app
+
+PDF = "auto-multiple-choice.en.pdf"
+
+
+@pytest.fixture(scope="module")
+def pairs_and_index(tmp_path_factory, debian_pdfs):
+    from app.config import load_config
+    from app.service import DocRag
+    from moca_train.data import build_cpt_data
+    from moca_train.data.pairs import write_pairs
+
+    root = tmp_path_factory.mktemp("cl-cli")
+    build_cpt_data([debian_pdfs[PDF]], root / "pages.jsonl", max_pages=20, dpi=36)
+    rows = [json.loads(line) for line in (root / "pages.jsonl").read_text().splitlines()]
+    pairs = []
+    for i, r in enumerate(rows[10:], start=11):  # body pages: distinct text
+        words = r["text"].replace("<image>", "").split()
+        pairs.append({"query": " ".join(words[3:15]), "pos_image": r["images"][0], "pos_doc": PDF, "pos_page": i})
+    write_pairs(pairs, root / "pairs.jsonl")
+    docs = root / "docs"
+    docs.mkdir()
+    shutil.copy(debian_pdfs[PDF], docs / PDF)
+    DocRag(load_config({"index_dir": root / "idx", "encoder": "none", "dpi": 36})).index([docs])
+    return root
+
+
+def test_mine_adds_hard_negatives_that_skip_the_positive_and_its_neighbours(pairs_and_index):
+    root = pairs_and_index
+    out = root / "mined.jsonl"
+    res = CliRunner().invoke(app, ["train", "mine", str(root / "pairs.jsonl"), "--out", str(out), "--index-dir",
+                                   str(root / "idx"), "--bm25", "--negatives", "3", "--window", "2"])
+    assert res.exit_code == 0, res.output
+    assert "wrote 10 rows with" in res.output
+    mined = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(mined) == 10
+    total = 0
+    for row in mined:
+        assert len(row["neg_images"]) <= 3 and len(set(row["neg_images"])) == len(row["neg_images"])
+        for img in row["neg_images"]:
+            total += 1
+            assert (root / "idx").as_posix() in img  # a page image of the index (named by page number)
+            assert abs(int(Path(img).stem) - row["pos_page"]) > 2, (row["pos_page"], img)
+    assert total >= 20  # BM25 over a 101-page manual finds plenty
+
+
+def test_contrastive_trains_on_mined_pairs(pairs_and_index, tmp_path):
+    from moca_train.modeling import MoCaEncoder
+
+    root = pairs_and_index
+    mined = root / "mined.jsonl"
+    if not mined.exists():
+        pytest.skip("needs the mining test's output")
+    cfg = tmp_path / "cl.yaml"
+    cfg.write_text("base: tiny\nmin_pixels: 12544\nmax_pixels: 25088\nmax_text_tokens: 48\nbatch_size: 3\n"
+                   "chunk_size: 4\ntrain:\n  lr: 1.0e-3\n  precision: fp32\n  gradient_checkpointing: false\n"
+                   "  tensorboard: false\n")
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["train", "contrastive", "--config", str(cfg), "--data", str(mined),
+                                   "--out", str(out), "--max-steps", "2"])
+    assert res.exit_code == 0, res.output
+    assert "wrote encoder to" in res.output
+    assert [json.loads(r)["step"] for r in (out / "train_log.jsonl").read_text().splitlines()] == [1, 2]
+    assert MoCaEncoder.from_pretrained(out).dim == 64
+
+
+def test_errors_are_one_line(tmp_path, pairs_and_index):
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", "contrastive", "--config", "tiny"])
+    assert res.exit_code == 1 and "no training data" in res.output
+    res = runner.invoke(app, ["train", "contrastive", "--data", str(tmp_path / "missing.jsonl")])
+    assert res.exit_code == 1 and "missing.jsonl: data file not found" in res.output
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"query": "only a query"}\n')
+    res = runner.invoke(app, ["train", "contrastive", "--data", str(bad), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 1 and "no usable pair rows" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["train", "mine", str(bad), "--out", str(tmp_path / "o.jsonl"),
+                              "--index-dir", str(pairs_and_index / "idx")])
+    assert res.exit_code == 1 and "choose one retriever" in res.output
