@@ -241,3 +241,23 @@ def mine(
         fail(str(e).strip("'\""))
     typer.echo(f"wrote {n} rows with {report.negatives} hard negatives to {out}"
                + (f" ({report.short} rows got fewer than {negatives})" if report.short else ""))
+
+
+@train_app.command("cocoa")
+def cocoa(
+    config: str = typer.Option("tiny", help="YAML config file, or a packaged one: tiny | 3b | 7b (cocoa_*.yaml)."),
+    base: str | None = BaseOpt,
+    data: list[str] | None = typer.Option(None, help="Reconstruction rows (CPT format + optional target), PATH[:W]."),
+    out: Path | None = OutOpt,
+    max_steps: int | None = MaxStepsOpt,
+    stop_at: int | None = StopAtOpt,
+    save_every: int | None = SaveEveryOpt,
+    resume: bool = ResumeOpt,
+    nproc_per_node: int = NprocOpt,
+) -> None:
+    """CoCoA: EOS-bridged reconstruction (block attention mask), then contrastive training with EOS pooling
+    when the config has a `contrastive:` section. --max-steps etc. apply to the reconstruction phase."""
+    from moca_train.stages.cocoa import CocoaConfig, run_cocoa
+
+    _launch("cocoa", CocoaConfig, run_cocoa, config, _overrides(base, out, max_steps, stop_at, save_every), data,
+            resume, nproc_per_node, "see `docrag train data cpt`: page rows work as they are")

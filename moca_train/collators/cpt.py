@@ -91,7 +91,7 @@ class CPTCollator:
         """(t, h, w) ViT patches of an image of ``size`` (w, h) at this processor's resolution."""
         return image_grid(self.processor.image_processor, size)
 
-    def _text_ids(self, text: str) -> list[int]:
+    def text_ids(self, text: str) -> list[int]:
         if not text:
             return []
         # split_special_tokens: a page that prints "<|im_end|>" is text, not a control token.
@@ -110,7 +110,7 @@ class CPTCollator:
         n_image_tokens = 0
         truncated = False
         for k, piece in enumerate(pieces):
-            text_ids = self._text_ids(piece)
+            text_ids = self.text_ids(piece)
             room = self.max_len - len(ids)
             if len(text_ids) > room:
                 ids.extend(text_ids[: max(room, 0)])

@@ -89,3 +89,21 @@ def test_errors_are_one_line(tmp_path, pairs_and_index):
     res = runner.invoke(app, ["train", "mine", str(bad), "--out", str(tmp_path / "o.jsonl"),
                               "--index-dir", str(pairs_and_index / "idx")])
     assert res.exit_code == 1 and "choose one retriever" in res.output
+
+
+def test_cocoa_reconstruction_from_page_rows_and_flash_is_refused(pairs_and_index, tmp_path):
+    root = pairs_and_index
+    cfg = tmp_path / "cocoa.yaml"
+    cfg.write_text("base: tiny\nmin_pixels: 12544\nmax_pixels: 25088\nmax_len: 96\ntarget_len: 24\n"
+                   "token_budget: 1024\npool_rows: 8\ntrain:\n  lr: 1.0e-3\n  precision: fp32\n"
+                   "  gradient_checkpointing: false\n  tensorboard: false\n")
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["train", "cocoa", "--config", str(cfg), "--data", str(root / "pages.jsonl"),
+                                   "--out", str(out), "--max-steps", "1"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "docrag_encoder.json").read_text())["pooling"] == "eos"
+    cfg.write_text(cfg.read_text() + "attn_implementation: flash_attention_2\n")
+    res = CliRunner().invoke(app, ["train", "cocoa", "--config", str(cfg), "--data", str(root / "pages.jsonl"),
+                                   "--out", str(tmp_path / "flash"), "--max-steps", "1"])
+    assert res.exit_code == 1 and "cannot apply CoCoA's block attention mask" in res.output
+    assert "Traceback" not in res.output
