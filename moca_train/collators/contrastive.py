@@ -80,7 +80,10 @@ class PairCollator:
                 neg_mask[i, j] = True
         q_chunks, d_chunks = self.encode(queries), self.encode(docs + negs)
         tokens = sum(int(c["attention_mask"].sum()) for c in q_chunks + d_chunks)
-        return {"queries": q_chunks, "docs": d_chunks, "neg_mask": neg_mask, "tokens": tokens}
+        # A one-token input for the idle passes that keep FSDP ranks in step (GradCache with uneven chunks).
+        idle = {"input_ids": torch.tensor([[self.tokenizer.eos_token_id]]), "attention_mask": torch.ones(1, 1,
+                                                                                                        dtype=torch.long)}
+        return {"queries": q_chunks, "docs": d_chunks, "neg_mask": neg_mask, "tokens": tokens, "idle": idle}
 
 
 __all__ = ["PairCollator"]

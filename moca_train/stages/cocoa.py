@@ -121,6 +121,8 @@ class CocoaModel(nn.Module):
         return out.last_hidden_state
 
     def forward(self, batch: dict, totals: dict[str, float]) -> tuple[torch.Tensor, dict]:
+        # FSDP: every rank runs the vision tower, and first, as an image batch does.
+        extra = idle_vision(self.model, batch["input_ids"].device) if batch.get("pixel_values") is None else None
         hidden = self.hidden_states(batch)
         labels = batch["labels"]
         sel = labels != IGNORE_INDEX
@@ -128,8 +130,8 @@ class CocoaModel(nn.Module):
         n = max(totals.get("targets", 0.0), 1.0)
         loss = F.cross_entropy(logits, labels[sel], reduction="sum") / n
         acc = (logits.argmax(-1) == labels[sel]).sum() / n
-        if batch.get("pixel_values") is None:
-            loss = loss + 0.0 * idle_vision(self.model, hidden.device)  # FSDP: every rank runs the vision tower
+        if extra is not None:
+            loss = loss + 0.0 * extra
         return loss, {"loss": loss.detach(), "acc": acc.detach(), "tokens": batch["attention_mask"].sum().detach()}
 
 

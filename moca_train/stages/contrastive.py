@@ -85,6 +85,9 @@ class EncoderModel(nn.Module):
         self.pooling = pooling
 
     def forward(self, inputs: dict) -> torch.Tensor:
+        # FSDP: every rank runs every sharded module in the same order, so a text-only pass runs the vision
+        # tower idly first, where an image pass runs it.
+        extra = idle_vision(self.model, inputs["input_ids"].device) if inputs.get("pixel_values") is None else None
         hidden = self.model.model(
             input_ids=inputs["input_ids"],
             attention_mask=inputs["attention_mask"],
@@ -94,10 +97,7 @@ class EncoderModel(nn.Module):
             use_cache=False,
         ).last_hidden_state
         emb = pool(hidden, inputs["attention_mask"], self.pooling)
-        if inputs.get("pixel_values") is None:
-            # FSDP: every rank runs every sharded module, so a text-only pass runs the vision tower idly.
-            emb = emb + 0.0 * idle_vision(self.model, emb.device)
-        return emb
+        return emb if extra is None else emb + 0.0 * extra
 
 
 class PairSteps:
@@ -209,20 +209,39 @@ class ContrastiveTask:
                      extra={"stage": "contrastive", "base": self.config.base, "pooling": self.config.pooling})
 
 
+def _passes(n: int) -> int:
+    """The most chunk passes any rank needs: FSDP needs every rank to run the same number of them."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return n
+    t = torch.tensor([n], dtype=torch.long)
+    if torch.distributed.get_backend() == "nccl":
+        t = t.cuda()
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return int(t.item())
+
+
 def grad_cache_step(model: nn.Module, batch: dict, loss_fn: Callable, scale: float, autocast: Callable) -> dict:
     """GradCache: embeddings without a graph, the loss's gradients at them, then chunked backward passes.
-    ``loss_fn(q, d) -> (loss, metrics)``; leaves the gradients of ``scale x loss`` in the parameters."""
+    ``loss_fn(q, d) -> (loss, metrics)``; leaves the gradients of ``scale x loss`` in the parameters. A rank
+    with fewer chunks (fewer hard negatives) runs idle passes on ``batch["idle"]`` to keep FSDP in step."""
+    sides = (batch["queries"], batch["docs"])
+    passes = [_passes(len(chunks)) for chunks in sides]
+    parts: list[list[torch.Tensor]] = [[], []]
     with torch.no_grad(), autocast():
-        q_parts = [model(c) for c in batch["queries"]]
-        d_parts = [model(c) for c in batch["docs"]]
-    q = torch.cat(q_parts).detach().requires_grad_()
-    d = torch.cat(d_parts).detach().requires_grad_()
-    loss, metrics = loss_fn(q, d)
+        for side, chunks in enumerate(sides):
+            for i in range(passes[side]):
+                emb = model(chunks[i] if i < len(chunks) else batch["idle"])
+                if i < len(chunks):
+                    parts[side].append(emb)
+    cached = [torch.cat(p).detach().requires_grad_() for p in parts]
+    loss, metrics = loss_fn(*cached)
     (loss * scale).backward()
-    for chunks, parts, grad in ((batch["queries"], q_parts, q.grad), (batch["docs"], d_parts, d.grad)):
-        for chunk, g in zip(chunks, grad.split([len(p) for p in parts]), strict=True):
+    for side, chunks in enumerate(sides):
+        grads = cached[side].grad.split([len(p) for p in parts[side]])
+        for i in range(passes[side]):
             with autocast():
-                emb = model(chunk)
+                emb = model(chunks[i] if i < len(chunks) else batch["idle"])
+            g = grads[i] if i < len(chunks) else torch.zeros_like(emb)
             torch.autograd.backward(emb, grad_tensors=g)
     return metrics
 

@@ -128,8 +128,9 @@ class CPTModel(nn.Module):
             rows = mae_mask.repeat_interleave(self.unit)[:, None]
             pixel_values = torch.where(rows, self.mae_fill.to(pixel_values.dtype)[None], pixel_values)
         else:
-            # Every rank must run every sharded module (FSDP collectives): a text-only batch runs the
-            # vision tower on one blank merged token and adds 0 x its output.
+            # Every rank must run every sharded module in the same order (FSDP collectives): a text-only batch
+            # runs the vision tower on one blank merged token, before the LLM as an image batch does, and adds
+            # 0 x its output.
             extra = idle_vision(hf, input_ids.device)
         self._capturing = True
         try:

@@ -56,9 +56,9 @@ def test_gradcache_equals_the_plain_loss(pair_sources, make_cl_config, tmp_path)
 @pytest.fixture(scope="module")
 def straight_cl(pair_sources, make_cl_config, tmp_path_factory):
     out = tmp_path_factory.mktemp("cl-straight")
-    summary = run_contrastive(make_cl_config(_sources(pair_sources), out, train={"max_steps": 6, "save_every": 3},
+    summary = run_contrastive(make_cl_config(_sources(pair_sources), out, train={"max_steps": 4, "save_every": 2},
                                              chunk_size=4))
-    assert summary["step"] == 6 and summary["exported"] == str(out)
+    assert summary["step"] == 4 and summary["exported"] == str(out)
     return out
 
 
@@ -66,7 +66,7 @@ def test_contrastive_run_exports_an_encoder(straight_cl, pair_sources):
     from moca_train.modeling import MoCaEncoder
 
     rows = read_train_log(straight_cl)
-    assert [r["step"] for r in rows] == list(range(1, 7))
+    assert [r["step"] for r in rows] == list(range(1, 5))
     for r in rows:
         assert np.isfinite(r["loss"]) and 0 <= r["acc"] <= 1 and r["tokens"] > 0
     enc = MoCaEncoder.from_pretrained(straight_cl)
@@ -77,11 +77,11 @@ def test_contrastive_run_exports_an_encoder(straight_cl, pair_sources):
 
 
 def test_resume_after_interruption_equals_an_uninterrupted_run(straight_cl, pair_sources, make_cl_config, tmp_path):
-    cfg = lambda **t: make_cl_config(_sources(pair_sources), tmp_path, train={"max_steps": 6, "save_every": 3, **t},  # noqa: E731
+    cfg = lambda **t: make_cl_config(_sources(pair_sources), tmp_path, train={"max_steps": 4, "save_every": 2, **t},  # noqa: E731
                                      chunk_size=4)
-    first = run_contrastive(cfg(stop_at=3))
-    assert first["step"] == 3 and first["exported"] is None
-    assert run_contrastive(cfg())["step"] == 6  # a fresh trainer continues from the step-3 checkpoint
+    first = run_contrastive(cfg(stop_at=2))
+    assert first["step"] == 2 and first["exported"] is None
+    assert run_contrastive(cfg())["step"] == 4  # a fresh trainer continues from the step-2 checkpoint
     a, b = read_train_log(straight_cl), read_train_log(tmp_path)
     assert np.allclose([r["loss"] for r in a], [r["loss"] for r in b], rtol=1e-5)
     wa, wb = load_file(str(straight_cl / "model.safetensors")), load_file(str(tmp_path / "model.safetensors"))
