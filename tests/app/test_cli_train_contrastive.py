@@ -65,8 +65,8 @@ def test_contrastive_trains_on_mined_pairs(pairs_and_index, tmp_path):
         pytest.skip("needs the mining test's output")
     cfg = tmp_path / "cl.yaml"
     cfg.write_text("base: tiny\nmin_pixels: 12544\nmax_pixels: 25088\nmax_text_tokens: 48\nbatch_size: 3\n"
-                   "hard_negatives: 1\nchunk_size: 4\ntrain:\n  lr: 1.0e-3\n  precision: fp32\n  gradient_checkpointing: false\n"
-                   "  tensorboard: false\n")
+                   "hard_negatives: 1\nchunk_size: 4\ntrain:\n  lr: 1.0e-3\n  precision: fp32\n"
+                   "  gradient_checkpointing: false\n  tensorboard: false\n")
     out = tmp_path / "run"
     res = CliRunner().invoke(app, ["train", "contrastive", "--config", str(cfg), "--data", str(mined),
                                    "--out", str(out), "--max-steps", "1"])
