@@ -36,7 +36,7 @@ from moca_train.data.pairs import write_pairs  # noqa: E402
 from moca_train.modeling import flops_per_token  # noqa: E402
 from moca_train.presets import build_model  # noqa: E402
 from moca_train.processing import MAX_PIXELS, MIN_PIXELS  # noqa: E402
-from moca_train.stages.common import enable_checkpointing  # noqa: E402
+from moca_train.stages.common import enable_checkpointing, load_base_processor  # noqa: E402
 from moca_train.stages.contrastive import ContrastiveConfig, ContrastiveTask, EncoderModel, PairSteps  # noqa: E402
 
 
@@ -65,9 +65,9 @@ def step_flops(config, batch: dict) -> float:
     return 3 * fwd
 
 
-def run_mode(name: str, cfg: ContrastiveConfig, device: torch.device, amp: torch.dtype | None, steps: int,
-             warmup: int, checkpointing: bool) -> dict:
-    task = ContrastiveTask(cfg)
+def run_mode(name: str, cfg: ContrastiveConfig, processor, device: torch.device, amp: torch.dtype | None,
+             steps: int, warmup: int, checkpointing: bool) -> dict:
+    task = ContrastiveTask(cfg, processor)
     with torch.device(device):
         hf = build_model(cfg.base, task.processor.tokenizer, seed=0)
     model = EncoderModel(hf, cfg.pooling).to(device).train()
@@ -152,10 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         common = {"base": shape, "data": [str(pairs)], "min_pixels": min_px, "max_pixels": max_px,
                   "batch_size": batch, "hard_negatives": 2, "temperature": 0.03, "max_text_tokens": 64, "seed": 0,
                   "train": {"lr": 2e-5}}
-        rows = []
+        rows, processor = [], None
         for name in args.modes.split(","):
             cfg = ContrastiveConfig.from_dict({**common, "chunk_size": chunk if name == "gradcache" else 0})
-            row = run_mode(name, cfg, device, amp, steps, warmup, not args.no_checkpointing)
+            processor = processor or load_base_processor(cfg)
+            row = run_mode(name, cfg, processor, device, amp, steps, warmup, not args.no_checkpointing)
             rows.append({"device": device_name(), "shape": shape, "dtype": "bf16" if amp else "float32", **row})
     print_table(rows, ["device", "shape", "dtype", "mode", "batch", "chunk", "step_s", "tokens_per_s", "tflops",
                        "mfu_pct", "peak_mem_gib", "oom"])

@@ -34,6 +34,8 @@ def info_nce(
     symmetric: bool = False,
     shared_negatives: bool = True,
     gather: bool = True,
+    positive_ids: torch.Tensor | None = None,
+    negative_ids: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """InfoNCE summed over the global batch's queries (divide by the number of queries for the mean).
 
@@ -43,6 +45,8 @@ def info_nce(
     own is the target, the others are in-batch negatives), then the hard negatives -- every query's with
     ``shared_negatives`` (they are in-batch negatives too), else only its own. ``symmetric`` adds the
     document -> query direction (each positive against every query) and averages the two.
+    ``positive_ids`` [B] / ``negative_ids`` [B, K] (int64 document keys) mark false negatives: a column
+    holding query i's own positive document (another query about the same page) is left out of its row.
     Returns (loss sum, {"correct": queries whose positive scores highest, "queries": global count}).
     """
     if gather:
@@ -51,9 +55,16 @@ def info_nce(
             negatives = gather_keep_local(negatives)
             if negative_mask is not None:
                 negative_mask = gather_keep_local(negative_mask.to(torch.uint8)).bool()
+            if negative_ids is not None:
+                negative_ids = gather_keep_local(negative_ids)
+        if positive_ids is not None:
+            positive_ids = gather_keep_local(positive_ids)
     n = queries.shape[0]
     target = torch.arange(n, device=queries.device)
     logits = queries @ positives.T / temperature
+    if positive_ids is not None:  # the same document as another query's positive is not a negative
+        same = (positive_ids[:, None] == positive_ids[None, :]) & ~torch.eye(n, dtype=torch.bool, device=logits.device)
+        logits = logits.masked_fill(same, float("-inf"))
     if negatives is not None and negatives.shape[1] > 0:
         k = negatives.shape[1]
         neg = queries @ negatives.reshape(n * k, -1).T / temperature  # [N, N*K]
@@ -63,10 +74,15 @@ def info_nce(
         if not shared_negatives:
             owner = torch.arange(n, device=queries.device).repeat_interleave(k)
             allowed &= owner[None, :] == target[:, None]
+        if positive_ids is not None and negative_ids is not None:
+            allowed &= negative_ids.reshape(1, n * k) != positive_ids[:, None]
         logits = torch.cat([logits, neg.masked_fill(~allowed, float("-inf"))], dim=1)
     loss = F.cross_entropy(logits, target, reduction="none")
     if symmetric:
-        back = F.cross_entropy(positives @ queries.T / temperature, target, reduction="none")
+        back = positives @ queries.T / temperature
+        if positive_ids is not None:
+            back = back.masked_fill(same, float("-inf"))
+        back = F.cross_entropy(back, target, reduction="none")
         loss = (loss + back) / 2
     correct = (logits.detach().argmax(1) == target).sum()
     return loss.sum(), {"correct": correct, "queries": torch.tensor(n)}

@@ -134,10 +134,10 @@ def open_sources(config: ContrastiveConfig) -> list[PairFile]:
 class ContrastiveTask:
     """MoCa stage 2 for `moca_train.trainer.Trainer` (with its own forward/backward for GradCache)."""
 
-    def __init__(self, config: ContrastiveConfig) -> None:
+    def __init__(self, config: ContrastiveConfig, processor=None) -> None:
         self.config = config
         self.files = open_sources(config)
-        self.processor = load_base_processor(config)
+        self.processor = processor or load_base_processor(config)
         self.model_config = None
 
     def build_model(self) -> EncoderModel:
@@ -166,10 +166,11 @@ class ContrastiveTask:
         return {"queries": float(batch["neg_mask"].shape[0])}
 
     # ---- the loss ----------------------------------------------------------------------------------------------
-    def _loss(self, q: torch.Tensor, d: torch.Tensor, neg_mask: torch.Tensor, totals: dict) -> tuple:
+    def _loss(self, q: torch.Tensor, d: torch.Tensor, batch: dict, totals: dict) -> tuple:
         """(this micro-batch's share of the step loss, metrics) from the batch's embeddings."""
         cfg = self.config
         b = q.shape[0]
+        neg_mask = batch["neg_mask"]
         positives, negatives = d[:b], None
         if cfg.hard_negatives > 0:
             # Scatter the real negatives into [B, K, D]; missing ones stay zero and are masked out.
@@ -177,7 +178,8 @@ class ContrastiveTask:
             negatives = negatives.index_copy(0, neg_mask.reshape(-1).nonzero().squeeze(1), d[b:])
             negatives = negatives.view(b, cfg.hard_negatives, -1)
         total, stats = info_nce(q, positives, negatives, neg_mask, temperature=cfg.temperature,
-                                symmetric=cfg.symmetric, shared_negatives=cfg.shared_negatives, gather=cfg.gather)
+                                symmetric=cfg.symmetric, shared_negatives=cfg.shared_negatives, gather=cfg.gather,
+                                positive_ids=batch.get("pos_ids"), negative_ids=batch.get("neg_ids"))
         world = float(torch.distributed.get_world_size()) if cfg.gather and torch.distributed.is_initialized() else 1.0
         n = max(totals["queries"], 1.0)
         # Every rank holds the same global loss; the metrics are a 1/world share so the trainer's sum is right.
@@ -188,7 +190,7 @@ class ContrastiveTask:
         """The plain (non-GradCache) loss: every chunk with its graph."""
         q = torch.cat([model(c) for c in batch["queries"]])
         d = torch.cat([model(c) for c in batch["docs"]])
-        loss, metrics = self._loss(q, d, batch["neg_mask"], totals)
+        loss, metrics = self._loss(q, d, batch, totals)
         metrics["tokens"] = float(batch["tokens"])
         # Not a 1/world share: the trainer multiplies by world and FSDP averages, and rank r's gradient must be
         # d(global loss)/d(its embeddings), so every rank backpropagates the whole global loss.
@@ -201,7 +203,7 @@ class ContrastiveTask:
                 loss, metrics = self.loss(model, batch, totals)
             (loss * scale).backward()
             return metrics
-        return grad_cache_step(model, batch, lambda q, d: self._loss(q, d, batch["neg_mask"], totals),
+        return grad_cache_step(model, batch, lambda q, d: self._loss(q, d, batch, totals),
                                scale, autocast) | {"tokens": float(batch["tokens"])}
 
     def export(self, state_dict: dict[str, torch.Tensor], out: Path) -> None:

@@ -14,7 +14,7 @@ def test_contrastive_benchmark_smoke_runs_both_modes(tmp_path, monkeypatch):
 
     out = tmp_path / "bench.json"
     assert train_contrastive.main(["--smoke", "--warmup", "0", "--steps", "1", "--pages", "4",
-                                   "--json", str(out)]) == 0
+                                   "--no-checkpointing", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     rows = {r["mode"]: r for r in result["rows"]}
     assert set(rows) == {"plain", "gradcache"} and rows["gradcache"]["chunk"] == 2 and rows["plain"]["chunk"] == "-"

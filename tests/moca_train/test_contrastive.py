@@ -117,6 +117,13 @@ def test_pair_rows_and_sources(pair_sources, tmp_path):
     assert src.prompts["doc_image"].startswith("<|vision_start|><|image_pad|><|vision_end|>\nRepresent the given")
     with pytest.raises(ValueError, match="exactly once"):
         PairSource.parse({"path": "a.jsonl", "prompts": {"doc_image": "no image here"}})
+    # One document key per page, however the row spells its path (duplicates in a batch are not negatives).
+    from moca_train.collators.contrastive import PairCollator
+    from moca_train.data.pairs import Doc
+
+    key = PairCollator.doc_key
+    assert key(Doc(image="p/a.png"), "/x") == key(Doc(image="/x/p/a.png"), "/y") != key(Doc(image="b.png"), "/x")
+    assert key(Doc(text=" same "), ".") == key(Doc(text="same"), ".") >= 0
     # A file with a broken row keeps its good rows.
     bad = tmp_path / "mixed.jsonl"
     bad.write_text('{"query": "a", "pos": "b"}\nnot json\n{"query": "c"}\n')

@@ -49,6 +49,24 @@ def test_own_negatives_only_and_symmetric():
     assert int(stats["correct"]) == 3
 
 
+def test_another_copy_of_the_own_positive_is_not_a_negative():
+    q, p = _unit(3, 4, seed=6), _unit(3, 4, seed=7)
+    p[2] = p[0]  # queries 0 and 2 are about the same page
+    ids = torch.tensor([10, 11, 10])
+    total, _ = info_nce(q, p, temperature=0.1, positive_ids=ids)
+    expected = 0.0
+    for i, cols in ((0, [0, 1]), (1, [0, 1, 2]), (2, [1, 2])):
+        expected += -float(q[i] @ p[i]) / 0.1 + math.log(sum(math.exp(float(q[i] @ p[j]) / 0.1) for j in cols))
+    assert float(total) == pytest.approx(expected, rel=1e-5)
+    # A hard negative that is the query's own positive document is dropped too.
+    n = p[[1, 0, 1]][:, None]  # one hard negative per query, none of them its own page
+    neg_ids = torch.tensor([[11], [10], [11]])
+    with_neg, _ = info_nce(q, p, n, temperature=0.1, positive_ids=ids, negative_ids=neg_ids)
+    own = torch.tensor([[10], [10], [10]])  # now every negative is labelled page 10: queries 0 and 2's own
+    dropped, _ = info_nce(q, p, n, temperature=0.1, positive_ids=ids, negative_ids=own)
+    assert float(dropped) < float(with_neg)  # those columns left queries 0 and 2's rows
+
+
 # ---- two gloo ranks vs one process ---------------------------------------------------------------------------
 
 
@@ -61,13 +79,14 @@ def _batch(rows: slice):
     g = torch.Generator().manual_seed(7)
     xq, xp, xn = torch.randn(8, 6, generator=g), torch.randn(8, 6, generator=g), torch.randn(8, 2, 6, generator=g)
     mask = torch.tensor([[True, True], [True, False]] * 4)
-    return xq[rows], xp[rows], xn[rows], mask[rows]
+    ids = torch.tensor([0, 1, 2, 3, 4, 1, 6, 7])  # rows 1 and 5 (on different ranks) share a document
+    return xq[rows], xp[rows], xn[rows], mask[rows], ids[rows]
 
 
 def _loss(enc, rows: slice, gather: bool):
-    xq, xp, xn, mask = _batch(rows)
+    xq, xp, xn, mask, ids = _batch(rows)
     emb = lambda x: F.normalize(enc(x), dim=-1)  # noqa: E731
-    total, _ = info_nce(emb(xq), emb(xp), emb(xn), mask, temperature=0.05, gather=gather)
+    total, _ = info_nce(emb(xq), emb(xp), emb(xn), mask, temperature=0.05, gather=gather, positive_ids=ids)
     return total
 
 
