@@ -14,19 +14,20 @@ _EXPORTS = {
     "bm25": ("Bm25Encoder", "Sparse"),
     "lock": ("IndexBusy", "IndexLock"),
     "manifest": ("MANIFEST_NAME", "DocumentRecord", "Manifest"),
-    "pages": ("PageStore",),
+    "pages": ("PageStore", "PageWriter"),
     "pipeline": ("Embedder", "Events", "Indexer", "IndexOptions", "IndexReport"),
-    "render": ("DocumentError", "Page", "PageProblem", "Renderer", "document_title", "make_renderer"),
+    "render": ("DocumentError", "Page", "PageProblem", "RenderDocument", "Renderer", "document_title", "make_renderer"),
     "scan": ("SourceFile", "sha256_file"),  # the function `scan` would clash with the module
     "store": ("DimensionMismatch", "EdgeStore", "Hit", "PagePoint", "QdrantClientStore", "Store", "StoreError",
               "WriterBusy", "locked_store", "open_store"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = [
-    "Bm25Encoder", "DimensionMismatch", "DocumentError", "DocumentRecord", "EdgeStore", "Embedder", "Events",
-    "Hit", "IndexBusy", "IndexLock", "IndexOptions", "IndexReport", "Indexer", "MANIFEST_NAME", "Manifest", "Page",
-    "PagePoint", "PageProblem", "PageStore", "QdrantClientStore", "Renderer", "SourceFile", "Sparse", "Store",
-    "StoreError", "WriterBusy", "document_title", "locked_store", "make_renderer", "open_store", "sha256_file",
+    "Bm25Encoder", "DimensionMismatch", "DocumentError", "DocumentRecord", "EdgeStore", "Embedder", "Events", "Hit",
+    "IndexBusy", "IndexLock", "IndexOptions", "IndexReport", "Indexer", "MANIFEST_NAME", "Manifest", "Page",
+    "PagePoint", "PageProblem", "PageStore", "PageWriter", "QdrantClientStore", "RenderDocument", "Renderer",
+    "SourceFile", "Sparse", "Store", "StoreError", "WriterBusy", "document_title", "locked_store", "make_renderer",
+    "open_store", "sha256_file",
 ]  # = sorted(_MODULE_OF), spelled out for linters
 
 
@@ -41,9 +42,9 @@ if TYPE_CHECKING:
     from .bm25 import Bm25Encoder, Sparse
     from .lock import IndexBusy, IndexLock
     from .manifest import MANIFEST_NAME, DocumentRecord, Manifest
-    from .pages import PageStore
+    from .pages import PageStore, PageWriter
     from .pipeline import Embedder, Events, Indexer, IndexOptions, IndexReport
-    from .render import DocumentError, Page, PageProblem, Renderer, document_title, make_renderer
+    from .render import DocumentError, Page, PageProblem, RenderDocument, Renderer, document_title, make_renderer
     from .scan import SourceFile, sha256_file
     from .store import (
         DimensionMismatch,

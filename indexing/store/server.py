@@ -107,6 +107,8 @@ class QdrantClientStore(Store):
         m = self._m
         if c[0] == "eq":
             return m.FieldCondition(key=c[1], match=m.MatchValue(value=c[2]))
+        if c[0] == "any":
+            return m.FieldCondition(key=c[1], match=m.MatchAny(any=list(c[2])))
         if c[0] == "text":
             # MatchText on a keyword field (no full-text index) is a substring match, on every server version
             return m.FieldCondition(key=c[1], match=m.MatchText(text=c[2]))

@@ -4,8 +4,9 @@ A Qdrant Edge shard admits one process at a time (see `indexing.lock`), so every
 the index's `IndexLock`:
 
 * readers (`locked_store`): lock, open, query, close, unlock;
-* the indexer (`StoreSession`): opens on demand, keeps the store open across its writes while nobody else
-  waits, and closes it for a waiting reader (`yield_if_wanted`);
+* the indexer (`StoreSession.writing()`): lock, open, write one batch, close, unlock. It renders, encodes page
+  images and runs the vision encoder on the next batch WITHOUT the lock, so a search waits at most one batch
+  write (plus one open), however slow the encoder is;
 * one indexing run per index folder (`WriterLock`, its own lock file, never waited for).
 
 A server (qdrant-client backend) arbitrates concurrent clients itself: no lock is taken for it.
@@ -120,7 +121,12 @@ class WriterLock:
 
 
 class StoreSession:
-    """The store, opened under the index lock on demand and kept open while nobody else waits."""
+    """The indexer's store: `with session.writing() as store:` holds the index lock only for that block.
+
+    An Edge shard is opened under the lock for each block and closed after it (what a block costs is measured
+    in `indexing.lock`'s docstring: tens of ms against the seconds a batch takes to render and encode). A server
+    backend takes no lock, so its client stays open for the whole session.
+    """
 
     def __init__(self, index_dir: Path, settings: StoreSettings, dim: int | None) -> None:
         self.index_dir, self.settings, self.dim = index_dir, settings, dim
@@ -128,41 +134,49 @@ class StoreSession:
                                                                  timeout_s=settings.lock_timeout_s)
         self._store: Store | None = None
         self._since_optimize = 0
+        self._touched = False  # whether any block ran: only then does the end of the run optimize
 
-    def upsert(self, points: list[PagePoint]) -> None:
-        store = self.get()
-        store.upsert(points)
-        self._since_optimize += len(points)
-        if self._since_optimize >= OPTIMIZE_EVERY_PAGES:
-            store.optimize()
-            self._since_optimize = 0
-
-    def get(self) -> Store:
-        if self._store is None:
-            if self._lock is not None:
-                self._lock.acquire()
-            try:
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[Store]:
+        """Lock, open (Edge), yield the store, close and unlock (Edge) — whatever happens inside."""
+        if self._lock is not None:
+            self._lock.acquire()
+        try:
+            if self._store is None:
                 s = self.settings
                 self._store = open_store(self.index_dir, self.dim, s.qdrant_url, s.api_key, s.collection,
                                          open_timeout_s=s.lock_timeout_s)
-            except BaseException:
-                if self._lock is not None:
+            self._touched = True
+            yield self._store
+        finally:
+            if self._lock is not None:
+                try:
+                    if self._store is not None:
+                        self._store.close()
+                finally:
+                    self._store = None
                     self._lock.release()
-                raise
-        return self._store
 
-    def yield_if_wanted(self) -> None:
-        """Between batches: let a waiting reader in."""
-        if self._store is not None and self._lock is not None and self._lock.contended():
-            self.close()
+    @property
+    def holds_lock(self) -> bool:
+        """Whether this session holds the index lock right now (only inside `writing()`)."""
+        return self._lock is not None and self._lock.held
+
+    def upsert(self, points: list[PagePoint]) -> None:
+        with self.writing() as store:
+            store.upsert(points)
+            self._since_optimize += len(points)
+            if self._since_optimize >= OPTIMIZE_EVERY_PAGES:
+                store.optimize()  # keeps the per-batch opens of a growing shard cheap
+                self._since_optimize = 0
 
     def close(self, optimize: bool = False) -> None:
-        if self._store is not None:
-            try:
-                if optimize:
-                    self._store.optimize()
-            finally:
+        """End of the run: optimize (if asked and anything was written) and release everything."""
+        try:
+            if optimize and self._touched:
+                with self.writing() as store:
+                    store.optimize()
+        finally:
+            if self._store is not None:
                 self._store.close()
                 self._store = None
-                if self._lock is not None:
-                    self._lock.release()
