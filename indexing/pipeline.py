@@ -14,8 +14,9 @@ Paths: points are keyed by content hash; copies and renames only change the mani
 current paths from it (`indexing.resolve`), so nothing here rewrites payloads on alias or removal.
 
 Processes: one writer per index at a time (``.writer.lock``, held for the run), and the store's
-``IndexLock`` taken only while a batch is written (`StoreSession.writing`): rendering, page-image encoding
-and the vision encoder run without it, so a search in another process waits at most one batch write.
+``IndexLock`` taken to write a batch (`StoreSession.writing`) and given up between writes as soon as a reader
+waits (a watcher thread, not the next batch, notices): rendering, page-image encoding and the vision encoder
+never keep a search out, so a search in another process waits at most one batch write.
 """
 
 from __future__ import annotations
