@@ -25,6 +25,11 @@ from .base import (
 )
 
 
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:200] if text else type(exc).__name__
+
+
 class QdrantClientStore(Store):
     """A collection on a Qdrant server/cluster (`url`), or in qdrant-client's local mode (`path`, `location`)."""
 
@@ -64,7 +69,14 @@ class QdrantClientStore(Store):
             raise
         self._closed = False
         where = f"collection {collection!r}"
-        if self._client.collection_exists(collection):
+        try:
+            exists = self._client.collection_exists(collection)
+        except Exception as exc:  # httpx/grpc errors wrapped by qdrant-client: one line naming the URL
+            if not self._remote:
+                raise
+            self._client.close()
+            raise StoreError(f"cannot reach Qdrant at {url}: {_one_line(exc)}") from None
+        if exists:
             info = self._client.get_collection(collection)
             params = info.config.params
             if TEXT not in (params.sparse_vectors or {}):
