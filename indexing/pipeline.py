@@ -166,6 +166,9 @@ class Indexer:
             session = StoreSession(self.index_dir, self.opts.store_settings(), dim)
             writer = PageWriter(self.pages, self.opts.write_threads)
             try:
+                if self.opts.qdrant_url:
+                    with session.writing():  # a server that cannot be reached: say so now, even on a no-op run
+                        pass
                 files, problems = scan(roots, exclude=[self.index_dir])
                 for problem in problems:
                     self._fail(report, str(problem.path), problem.reason)
