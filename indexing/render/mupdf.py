@@ -151,7 +151,9 @@ class PyMuPDFRenderer(_PdfOrImageRenderer):
                 page = doc.load_page(number - 1)
                 zoom = _mupdf_zoom(page, self.dpi, self.max_pixels)
                 pix = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=pymupdf.csRGB, alpha=False)
-                image = _fit(Image.frombytes("RGB", (pix.width, pix.height), pix.samples), self.max_pixels)
+                image = Image.new("RGB", (pix.width, pix.height), None)  # None: no zero fill before the copy
+                image.frombytes(pix.samples_mv)  # straight from MuPDF's buffer, no intermediate bytes object
+                image = _fit(image, self.max_pixels)
                 del pix
                 text = _page_text(page) if self.text else ""
             except Exception as e:  # MuPDF raises many types; one bad page must not stop the rest
