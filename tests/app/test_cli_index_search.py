@@ -51,6 +51,7 @@ def test_index_summary_and_status(indexed, tiny_encoder):
     assert status["documents"] == 4 and status["pages"] == 2 + 1 + 1 + 30
     assert status["pages_with_visual"] == status["pages"]
     assert status["store_bytes"] > 0 and status["encoder"] == str(tiny_encoder)
+    assert 0 < status["page_image_bytes_per_page"] == round(status["page_image_bytes"] / status["pages"])
 
 
 def test_reindex_is_a_no_op(indexed):
