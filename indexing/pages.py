@@ -51,6 +51,10 @@ def page_format(fmt: str) -> str:
     return key
 
 
+# fdatasync: the data and the size, not the timestamps; what a reader of the renamed file needs.
+_fsync_file = getattr(os, "fdatasync", os.fsync)
+
+
 def _fsync_folder(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
@@ -115,7 +119,7 @@ class PageStore:
                     image.save(f, format="PNG", compress_level=6)
                 if self.fsync:  # the bytes reach the disk before the name points at them
                     f.flush()
-                    os.fsync(f.fileno())
+                    _fsync_file(f.fileno())
             os.replace(tmp, target)
         except BaseException:
             tmp.unlink(missing_ok=True)

@@ -218,7 +218,10 @@ def test_page_images_are_fsynced_before_the_manifest_counts_them(tmp_path, debia
         checked.append((next_page - 1, len(images), missing, folders_synced))
         return real_progress(self, path, pages=pages, next_page=next_page, **kw)
 
+    import indexing.pages
+
     monkeypatch.setattr(os, "fsync", spy)
+    monkeypatch.setattr(indexing.pages, "_fsync_file", spy)  # page images: fdatasync where there is one
     monkeypatch.setattr(Manifest, "progress", progress)
     report = Indexer(idx, None, _opts(batch_pages=8)).sync([docs])
     assert report.pages == 30, report.problems
