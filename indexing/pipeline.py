@@ -34,14 +34,11 @@ from PIL import Image
 from .lock import IndexBusy
 from .manifest import COMPLETE, PENDING, DocumentRecord, Manifest
 from .pages import DEFAULT_WRITE_THREADS, WEBP_METHOD, PageStore, PageWriter
+from .plan import Work, estimate_pages, needs_work, shared_with
 from .render import DocumentError, Page, PageProblem, Renderer, make_renderer
 from .render.base import _one_line
-from .scan import SourceFile, display_path, scan, sha256_file
+from .scan import SourceFile, display_path, scan
 from .store import DimensionMismatch, PagePoint, StoreError, StoreSession, StoreSettings, WriterLock, utc_now
-
-# A .pdf.gz is not opened to count its pages up front (that would inflate it twice): its pages are estimated
-# from its compressed size, at the bytes per page of the run's plain PDFs (else this), and corrected on open.
-GZ_BYTES_PER_PAGE = 8_000
 
 
 class Embedder(Protocol):
@@ -120,16 +117,6 @@ class IndexReport:
             "problems": [{"path": p, "reason": r} for p, r in self.problems]}
 
 
-@dataclass
-class _Work:
-    """A file that needs (re)indexing, as the planning pass found it."""
-
-    src: SourceFile
-    digest: str
-    record: DocumentRecord | None
-    expected_pages: int = 0
-
-
 # Errors of the store or the index as a whole: they end the run (every later file would fail the same way).
 _RUN_ERRORS = (IndexBusy, StoreError, DimensionMismatch)
 
@@ -174,7 +161,7 @@ class Indexer:
                     self._fail(report, str(problem.path), problem.reason)
                 self.events.files(len(files))
                 work = [w for src in files if (w := self._guarded(src, report, self._plan, src, manifest, report))]
-                self._estimate(work, manifest)
+                self._set_expected(estimate_pages(work, manifest, self.renderer))
                 for w in work:
                     self._guarded(w.src, report, self._index_file, w, manifest, session, writer, report)
                 if prune:
@@ -220,68 +207,28 @@ class Indexer:
             self._fail(report, str(src.path), f"{type(e).__name__}: {_one_line(str(e)) or 'unexpected error'}")
         return None
 
-    def _plan(self, src: SourceFile, manifest: Manifest, report: IndexReport) -> _Work | None:
+    def _plan(self, src: SourceFile, manifest: Manifest, report: IndexReport) -> Work | None:
         """Unchanged files are done here; the rest come back as work, with their content hash."""
-        path = str(src.path)
-        record = manifest.get(path)
-        if record and record.status == COMPLETE and record.size == src.size and record.mtime_ns == src.mtime_ns:
-            report.unchanged += 1
-            self.events.file_finished(path, "unchanged")
-            return None
         try:
-            digest = sha256_file(src.path)
+            work = needs_work(src, manifest)
         except OSError as e:
-            self._fail(report, path, f"cannot read file: {e.strerror or e}")
+            self._fail(report, str(src.path), f"cannot read file: {e.strerror or e}")
             return None
-        if record and record.sha256 == digest and record.status == COMPLETE:
-            manifest.touch(path, src.size, src.mtime_ns)  # touched, same content
+        if work is None:
             report.unchanged += 1
-            self.events.file_finished(path, "unchanged")
-            return None
-        return _Work(src, digest, record)
-
-    def _estimate(self, work: list[_Work], manifest: Manifest) -> None:
-        """Pages each file will render, before any is rendered: exact for PDFs and images (a cheap open), an
-        estimate for .pdf.gz (see GZ_BYTES_PER_PAGE); copies of one content count once."""
-        seen: set[str] = set()
-        gz: list[_Work] = []
-        sized = [0, 0]  # bytes, pages of the plain PDFs counted
-        for w in work:
-            if w.digest in seen or self._twin(w, manifest) is not None:
-                continue
-            seen.add(w.digest)
-            rec = w.record
-            if rec and rec.sha256 == w.digest and rec.status == PENDING and rec.total_pages:
-                w.expected_pages = max(0, rec.total_pages - rec.next_page + 1)
-            elif w.src.path.name.lower().endswith(".gz"):
-                gz.append(w)
-            else:
-                try:
-                    w.expected_pages = self.renderer.page_count(w.src.path)
-                except Exception:  # reported when the file is indexed
-                    continue
-                if w.src.kind == "pdf":
-                    sized[0] += w.src.size
-                    sized[1] += w.expected_pages
-        per_page = sized[0] / sized[1] if sized[1] else GZ_BYTES_PER_PAGE
-        for w in gz:
-            w.expected_pages = max(1, round(w.src.size / per_page))
-        self._set_expected(sum(w.expected_pages for w in work))
+            self.events.file_finished(str(src.path), "unchanged")
+        return work
 
     def _set_expected(self, total: int) -> None:
         self._expected = max(0, total)
         self.events.pages_total(self._expected)
 
-    def _twin(self, w: _Work, manifest: Manifest) -> DocumentRecord | None:
-        twin = manifest.complete_with_hash(w.digest)
-        return twin if twin is not None and twin.path != str(w.src.path) else None
-
-    def _index_file(self, w: _Work, manifest: Manifest, session: StoreSession, writer: PageWriter,
+    def _index_file(self, w: Work, manifest: Manifest, session: StoreSession, writer: PageWriter,
                     report: IndexReport) -> None:
         src, digest = w.src, w.digest
         path = str(src.path)
         record = manifest.get(path)  # again: an earlier file of this run may have changed things
-        twin = self._twin(w, manifest)
+        twin = shared_with(w, manifest)
         if twin is not None:
             # Same content already indexed under another path: share its pages.
             old_hash = record.sha256 if record else None
