@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _opts(**kw) -> IndexOptions:
-    return IndexOptions(dpi=48, batch_pages=kw.pop("batch_pages", 8), page_format="png", **kw)
+    return IndexOptions(dpi=48, batch_pages=kw.pop("batch_pages", 8), page_format="jpeg", **kw)
 
 
 class Recorder(Events):
@@ -210,7 +210,7 @@ def test_page_images_are_fsynced_before_the_manifest_counts_them(tmp_path, debia
     def progress(self, path, *, pages, next_page, **kw):
         digest = self.get(path).sha256
         folder = idx / "pages" / digest[:2] / digest
-        images = sorted(folder.glob("*.png"))
+        images = sorted(folder.glob("*.jpg"))
         # Each image is fsynced under its temporary name (.00001.<pid>.<rand>.tmp), then renamed into place.
         synced_names = {Path(s).name for s in synced if Path(s).parent == folder}
         missing = [p.name for p in images if not any(n.startswith(f".{p.stem}.") for n in synced_names)]
