@@ -66,7 +66,13 @@ class QdrantClientStore(Store):
         except RuntimeError as exc:
             if "already accessed" in str(exc):
                 raise IndexBusy(path or location or "", "another process has the local Qdrant folder open") from None
+            if url is not None:
+                raise StoreError(f"cannot use Qdrant at {url}: {_one_line(exc)}") from None
             raise
+        except ValueError as exc:  # e.g. a malformed URL
+            if url is None:
+                raise
+            raise StoreError(f"cannot use Qdrant at {url}: {_one_line(exc)}") from None
         self._closed = False
         where = f"collection {collection!r}"
         try:
