@@ -287,33 +287,40 @@ class Indexer:
             self.events.problem(where, p.reason)
 
         batch: list[tuple[Page, Future[str]]] = []
-        last = start - 1
+        ahead: list[tuple[Page, Future[str]]] = []  # the next batch's first pages, already queued for encoding
+        # Flush a full batch only once this many pages of the next one are queued: the encoding threads then
+        # have work while this thread waits for the batch's images and writes it.
+        lookahead = max(1, self.opts.write_threads)
 
-        def flush() -> None:
-            nonlocal stored, visual, batch
-            if not batch and last < start:
-                return
-            points = self._points(batch, digest, path, title)
+        def flush(items: list[tuple[Page, Future[str]]], last: int) -> None:
+            nonlocal stored, visual
+            points = self._points(items, digest, path, title)
             if points:
-                session.upsert(points)  # the only step that holds the index lock
+                session.upsert(points)  # the only step that needs the index lock
             stored += len(points)
             visual += sum(p.visual is not None for p in points)
             manifest.progress(path, pages=stored, next_page=last + 1, visual_pages=visual, total_pages=total,
                               encoder=self.embedder.name if self.embedder and points else None)
-            self.events.pages_done(len(batch))
-            report.pages_rendered += len(batch)
-            batch = []
+            self.events.pages_done(len(items))
+            report.pages_rendered += len(items)
 
         try:
             for page in doc.render(pages=range(start, total + 1), on_problem=on_problem):
-                batch.append((page, writer.submit(digest, page.number, page.image)))
-                last = page.number
-                if len(batch) >= self.opts.batch_pages:
-                    flush()
-            last = total
-            flush()
+                item = (page, writer.submit(digest, page.number, page.image))
+                if len(batch) < self.opts.batch_pages:
+                    batch.append(item)
+                    continue
+                ahead.append(item)
+                if len(ahead) >= lookahead:
+                    flush(batch, batch[-1][0].number)
+                    batch, ahead = ahead, []
+            batch += ahead
+            ahead = []
+            if batch or start <= total:
+                flush(batch, total)
+            batch = []
         finally:
-            for _page, future in batch:  # an error mid-batch: don't leave encodes running on its images
+            for _page, future in batch + ahead:  # an error mid-batch: don't leave encodes running on its images
                 future.cancel()
         return stored
 
