@@ -19,6 +19,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Usage errors in rich panels wrap at 80 columns when stderr is not a terminal: plain lines there (logs, grep).
+    rich_markup_mode="rich" if sys.stderr.isatty() else None,
 )
 app.add_typer(train_app, name="train")
 app.add_typer(__import__("app.cli_eval", fromlist=["eval_app"]).eval_app, name="eval")
@@ -42,12 +44,15 @@ def _service(**overrides: Any):
 def _run(fn, *args, **kwargs):
     """Call into the service, turning the errors a user can cause into one-line messages."""
     from indexing.lock import IndexBusy
+    from indexing.manifest import NoIndex
     from indexing.store import DimensionMismatch, StoreError
 
     from .service import EncoderUnavailable
 
     try:
         return fn(*args, **kwargs)
+    except NoIndex as e:
+        fail(str(e))
     except IndexBusy as e:
         fail(f"{e} (try again when it finishes)")
     except (EncoderUnavailable, DimensionMismatch, StoreError, KeyError, ValueError) as e:
@@ -100,7 +105,7 @@ def index(
 @app.command()
 def search(
     query: str = typer.Argument(..., help="What to look for."),
-    top_k: int | None = typer.Option(None, "--top-k", "-k", help="Number of pages (default 5)."),
+    top_k: int | None = typer.Option(None, "--top-k", "-k", min=1, help="Number of pages (default 5)."),
     mode: str | None = typer.Option(None, help="visual | text | hybrid (default: hybrid if visual vectors exist)."),
     filter_: list[str] = typer.Option([], "--filter", help="doc=SUBSTRING: only documents whose path contains it."),
     index_dir: Path | None = IndexDir,

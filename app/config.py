@@ -28,7 +28,9 @@ class Config:
     renderer: str = "pymupdf"
     dpi: int = 144
     max_page_pixels: int = 2_500_000
-    page_format: str = "webp"
+    page_format: str = "webp"  # webp | jpeg (faster, larger) | png (lossless)
+    webp_method: int = 0  # libwebp effort 0 (fastest) .. 6 (smallest)
+    page_write_threads: int = 2  # threads encoding page images (Pillow releases the GIL)
     batch_pages: int = 16
     qdrant_url: str | None = None
     qdrant_collection: str = "docrag"

@@ -8,5 +8,7 @@ import typer
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    """Print ``error: MESSAGE`` as exactly one line on stderr (never wrapped, whatever its length) and exit."""
+    line = " ".join(str(message).split())  # an exception's text may hold newlines: one error is one line
+    typer.secho(f"error: {line}", err=True, fg=typer.colors.RED)
     raise typer.Exit(code)

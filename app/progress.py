@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from indexing.pipeline import Events
 
@@ -16,7 +23,8 @@ class RichIndexEvents(Events):
         self.live = not quiet and self.console.is_terminal
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=self.console, disable=not self.live,
+            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=self.console, disable=not self.live,
         )
         self._files = self._pages = None
 
@@ -31,9 +39,10 @@ class RichIndexEvents(Events):
         self._files = self.progress.add_task("files", total=total, rate="")
         self._pages = self.progress.add_task("pages", total=0, rate="")
 
-    def file_started(self, path: str, pages: int) -> None:
-        task = self.progress.tasks[self._pages]
-        self.progress.update(self._pages, total=(task.total or 0) + pages)
+    def pages_total(self, total: int) -> None:
+        # Counted before the first page renders, so the bar and its ETA cover the whole run from the start.
+        if self._pages is not None:
+            self.progress.update(self._pages, total=total)
 
     def pages_done(self, n: int) -> None:
         self.progress.advance(self._pages, n)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from indexing.manifest import COMPLETE, MANIFEST_NAME, Manifest
+from indexing.manifest import COMPLETE, MANIFEST_NAME, Manifest, NoIndex
 from indexing.pipeline import Events, Indexer, IndexOptions, IndexReport
+from indexing.resolve import filter_hashes, with_current_paths
 from indexing.store import Hit, locked_store
 
 from .config import Config, load_config
@@ -23,6 +26,32 @@ ENCODER_META = "encoder"  # manifest key: the encoder the index's visual vectors
 
 class EncoderUnavailable(RuntimeError):
     pass
+
+
+# Files that exist only where an NVIDIA driver is loaded (Linux; /dev/dxg: WSL's GPU bridge).
+_NVIDIA_MARKERS = ("/proc/driver/nvidia/gpus", "/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg")
+
+
+def cuda_available() -> bool:
+    """Whether a CUDA GPU can be used, without importing torch (~1 s, ~190 MB) where the answer is plainly no.
+
+    No NVIDIA driver on the machine, or ``CUDA_VISIBLE_DEVICES`` set to none, means no; only otherwise is torch
+    asked (it is about to be needed anyway: the encoder is a torch model).
+    """
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1", "none", "NoDevFiles"):
+        return False
+    if "torch" not in sys.modules and not any(os.path.exists(m) for m in _NVIDIA_MARKERS):
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def _looks_like_folder(name: str) -> bool:
+    """A path the user meant as a folder, not a hub id ("org/name")."""
+    return (name.startswith((".", "/", "~")) or "\\" in name or name.count("/") != 1
+            or Path(name).expanduser().exists())
 
 
 class DocRag:
@@ -116,9 +145,7 @@ class DocRag:
             if recorded:
                 choice = recorded
             else:
-                import torch
-
-                if not torch.cuda.is_available():
+                if not cuda_available():
                     if not for_query:
                         self.notes.append("no GPU and no --encoder: indexing the text layer only "
                                           "(pass --encoder PATH to embed page images)")
@@ -128,6 +155,17 @@ class DocRag:
         return self._encoder
 
     def _load_encoder(self, name: str):
+        folder = Path(name).expanduser()
+        if _looks_like_folder(name):
+            # Say what is wrong with the folder, not what a hub would make of its name.
+            if not folder.exists():
+                raise EncoderUnavailable(f"encoder folder {name} does not exist")
+            if not folder.is_dir():
+                raise EncoderUnavailable(f"encoder {name} is not a folder (expected a checkpoint folder with "
+                                         "config.json)")
+            if not (folder / "config.json").is_file():
+                raise EncoderUnavailable(f"encoder folder {name} has no config.json: not a saved checkpoint "
+                                         "(`docrag train init` or a training run writes one)")
         from moca_train.checkpoint import CheckpointError
         from moca_train.modeling import MoCaEncoder
 
@@ -136,14 +174,18 @@ class DocRag:
                 name, processor=self.config.processor, device=self.config.device, dtype=self.config.dtype,
                 token_budget=self.config.token_budget,
             )
-        except (CheckpointError, OSError) as e:
-            raise EncoderUnavailable(str(e).splitlines()[0]) from e
+        except (CheckpointError, OSError, ValueError) as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if not _looks_like_folder(name):
+                reason = f"no folder {name} here, and not loadable as a hub id: {reason}"
+            raise EncoderUnavailable(f"cannot load encoder {name}: {reason}") from e
 
     # ---- index -------------------------------------------------------------------------------
     def index_options(self, command: str = "docrag index") -> IndexOptions:
         c = self.config
         return IndexOptions(renderer=c.renderer, dpi=c.dpi, max_pixels=c.max_page_pixels, page_format=c.page_format,
-                            batch_pages=c.batch_pages, lock_timeout_s=c.lock_timeout_s, qdrant_url=c.qdrant_url,
+                            webp_method=c.webp_method, write_threads=c.page_write_threads, batch_pages=c.batch_pages,
+                            lock_timeout_s=c.lock_timeout_s, qdrant_url=c.qdrant_url,
                             api_key=c.qdrant_api_key, collection=c.qdrant_collection, command=command)
 
     def index(self, paths: list[str | Path], prune: bool = False, events: Events | None = None) -> IndexReport:
@@ -159,6 +201,7 @@ class DocRag:
         return report
 
     def delete(self, path: str | Path) -> int:
+        """Remove one document; raises `NoIndex` (creating nothing) on a folder without an index."""
         return Indexer(self.config.index_dir, None, self.index_options("docrag delete")).delete(path)
 
     # ---- search ------------------------------------------------------------------------------
@@ -177,7 +220,10 @@ class DocRag:
         mode = mode or self.config.mode
         if mode not in (*MODES, "auto"):
             raise ValueError(f"unknown mode {mode!r}; choose visual, text, hybrid or auto")
-        top_k = top_k or self.config.top_k
+        top_k = self.config.top_k if top_k is None else top_k
+        if top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {top_k}")
+        self._require_index()
         has_visual = self._has_visual()
         if mode == "auto":
             mode = "hybrid" if has_visual and self.encoder(for_query=True) is not None else "text"
@@ -191,8 +237,20 @@ class DocRag:
                 raise EncoderUnavailable("visual search needs the encoder the index was built with "
                                          f"({self.recorded_encoder() or 'unknown'}); pass --encoder")
             vector = encoder.encode_queries([query])[0]
+        # Paths come from the manifest, never from the payloads (copies and renames: `indexing.resolve`).
+        with Manifest.existing(self.config.index_dir) as manifest:
+            hashes = filter_hashes(manifest, doc)
+        if hashes is not None and not hashes:
+            return []
         with self._store("docrag search") as store:
-            return store.query(text=query, vector=vector, mode=mode, top_k=top_k, doc_filter=doc)
+            hits = store.query(text=query, vector=vector, mode=mode, top_k=top_k, doc_hashes=hashes)
+        with Manifest.existing(self.config.index_dir) as manifest:
+            return with_current_paths(hits, manifest)
+
+    def _require_index(self) -> None:
+        """Reading a folder without an index is an error (a typo in --index-dir), and must create nothing."""
+        if not (self.config.index_dir / MANIFEST_NAME).is_file():
+            raise NoIndex(self.config.index_dir)
 
     def _has_visual(self) -> bool:
         manifest = self._manifest()
@@ -231,19 +289,18 @@ class DocRag:
 
     # ---- status ------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
+        """What the index holds; raises `NoIndex` (creating nothing) on a folder without an index."""
         c = self.config
-        docs, encoder = [], None
-        manifest = self._manifest()
-        if manifest is not None:
-            with manifest:
-                docs = list(manifest.documents())
-                encoder = manifest.get_meta(ENCODER_META)
+        with Manifest.existing(c.index_dir) as manifest:
+            docs = list(manifest.documents())
+            encoder = manifest.get_meta(ENCODER_META)
         pages = visual = store_bytes = 0
         if docs or c.qdrant_url:
             with self._store("docrag status") as store:
                 pages, visual, store_bytes = store.count(), store.count_with_visual(), store.bytes_on_disk()
         from indexing.pages import PageStore
 
+        image_bytes = PageStore(c.index_dir, fmt=c.page_format).bytes_used()
         return {
             "index_dir": str(c.index_dir),
             "backend": "qdrant-server" if c.qdrant_url else "qdrant-edge",
@@ -252,13 +309,14 @@ class DocRag:
             "pages": pages,
             "pages_with_visual": visual,
             "store_bytes": store_bytes,
-            "page_image_bytes": PageStore(c.index_dir, fmt=c.page_format).bytes_used(),
+            "page_image_bytes": image_bytes,
+            "page_image_bytes_per_page": round(image_bytes / pages) if pages else 0,
             "encoder": encoder,
         }
 
 
 def hit_to_dict(hit: Hit, index_dir: Path, text_chars: int = 300) -> dict[str, Any]:
     d = asdict(hit)
-    return {"doc": d["doc_path"], "page": d["page"], "score": round(float(d["score"]), 6),
-            "image": str(index_dir / d["image_path"]), "text": (d.get("text") or "")[:text_chars],
-            "title": d.get("title", "")}
+    return {"doc": d["doc_path"], "docs": d.get("doc_paths") or [d["doc_path"]], "page": d["page"],
+            "score": round(float(d["score"]), 6), "image": str(index_dir / d["image_path"]),
+            "text": (d.get("text") or "")[:text_chars], "title": d.get("title", "")}

@@ -4,6 +4,12 @@ re-run, and query latency per search mode over 10k+ stored pages.
     python benchmarks/index.py                      # all Debian PDFs text-only, a subset with the encoder, 10k query
     python benchmarks/index.py --quick              # smoke run (tiny subsets, < 1 minute)
     python benchmarks/index.py --pages 300 --encoder-pages 40 --query-pages 20000
+    python benchmarks/index.py --formats-only       # just the page-format sweep and the `--encoder auto` no-op
+
+Page-format sweep (text only, all ~590 Debian pages, a fresh process and index each): pages/s for WebP method 0
+and 2 and JPEG, each with 1 and 2 page-image encoding threads (`--formats FMT:METHOD:THREADS,...`). Then the
+no-op re-run as a user types it, `docrag index PATHS` with the default `--encoder auto`, in a fresh process:
+its wall time, peak RSS and whether it imported torch.
 
 Indexing goes through `indexing.pipeline.Indexer` with the default `IndexOptions` (PyMuPDF at 144 dpi, WebP page
 images, BM25, Qdrant Edge), each run in a fresh subprocess and a fresh index folder, so its peak RSS is its own.
@@ -21,6 +27,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -144,11 +151,29 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         out["torch_threads"] = torch.get_num_threads()
         out["rss_after_load_mib"] = _proc_status_kib("VmRSS") / 1024
     index_dir = Path(spec["index_dir"])
-    opts = IndexOptions(command="benchmarks/index.py")
+    if spec["task"] == "cli":  # `docrag index PATHS --index-dir D` as typed, default encoder (auto)
+        import contextlib
+        import io
+
+        from app.cli import app
+
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # the summary JSON is not this benchmark's output
+                app(["index", *spec["paths"], "--index-dir", str(index_dir), "--json"], prog_name="docrag")
+        except SystemExit as e:
+            if e.code:
+                raise
+        return {"launch_to_done_s": time.time() - spec["launched_at"], "peak_rss_mib": _proc_status_kib("VmHWM") / 1024,
+                "torch_imported": "torch" in sys.modules}
+    fmt = spec.get("format") or {}
+    opts = IndexOptions(command="benchmarks/index.py", **fmt)
     timed = _TimedEmbedder(enc) if enc is not None else None
     t0 = time.perf_counter()
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     report = Indexer(index_dir, timed, opts).sync(spec["paths"])
     out["sync_s"] = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_SELF)  # all threads: the page-image pool included
+    out["sync_cpu_s"] = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
     out["launch_to_synced_s"] = time.time() - spec["launched_at"]
     if timed is not None:
         out["encode_s"] = timed.seconds
@@ -158,7 +183,9 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     out["ru_maxrss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["index_bytes"] = _du(index_dir)
     out["options"] = {"renderer": opts.renderer, "dpi": opts.dpi, "page_format": opts.page_format,
+                      "webp_method": opts.webp_method, "write_threads": opts.write_threads,
                       "batch_pages": opts.batch_pages, "max_pixels": opts.max_pixels}
+    out["page_image_bytes"] = sum(p.stat().st_size for p in (index_dir / "pages").rglob("*") if p.is_file())
     if spec.get("search_modes"):
         out["search"] = _search_latency(index_dir, enc, spec["encoder"], spec["search_modes"], spec["n_search"])
     return out
@@ -277,6 +304,49 @@ def bench_indexing(mode: str, data: dict[str, Any], encoder: str | None, workdir
     }
 
 
+def parse_formats(text: str) -> list[dict[str, Any]]:
+    """"webp:0:2,jpeg:-:1" -> IndexOptions overrides (page_format, webp_method, write_threads)."""
+    out = []
+    for item in text.split(","):
+        fmt, method, threads = item.strip().split(":")
+        d: dict[str, Any] = {"page_format": fmt, "write_threads": int(threads)}
+        if method not in ("", "-"):
+            d["webp_method"] = int(method)
+        out.append(d)
+    return out
+
+
+def bench_formats(data: dict[str, Any], formats: list[dict[str, Any]], workdir: Path) -> list[dict[str, Any]]:
+    rows = []
+    for i, fmt in enumerate(formats):
+        index_dir = workdir / f"index-format-{i}"
+        label = fmt["page_format"] + (f" m{fmt['webp_method']}" if "webp_method" in fmt else "")
+        print(f"[format] {label}, {fmt['write_threads']} thread(s): {data['pages']} pages ...", flush=True)
+        r = run_child({"task": "index", "paths": data["paths"], "index_dir": str(index_dir), "format": fmt}, workdir)
+        rep = r["report"]
+        rows.append({"format": label, "threads": fmt["write_threads"], "pages": rep["pages"], "seconds": r["sync_s"],
+                     "pages_per_s": rep["pages"] / r["sync_s"],
+                     # CPU seconds per page (all threads): 2000 / this bounds pages/s on 2 otherwise idle cores
+                     "cpu_ms_per_page": r["sync_cpu_s"] / max(1, rep["pages"]) * 1e3,
+                     "kib_per_page": r["page_image_bytes"] / max(1, rep["pages"]) / 1024,
+                     "peak_rss_mib": r["peak_rss_mib"], "other_load_cores": r["other_load_cores"],
+                     "failed": rep["failed"], "options": r["options"], "index_dir": str(index_dir)})
+        if i:
+            shutil.rmtree(index_dir, ignore_errors=True)  # keep the first: the no-op run uses it
+    return rows
+
+
+def bench_cli_noop(data: dict[str, Any], index_dir: Path, workdir: Path, runs: int = 3) -> dict[str, Any]:
+    """`docrag index PATHS` (default `--encoder auto`) on an index where nothing changed, as a user waits for it."""
+    results = [run_child({"task": "cli", "paths": data["paths"], "index_dir": str(index_dir)}, workdir)
+               for _ in range(runs)]
+    return {"runs": runs, "process_s": [r["launch_to_done_s"] for r in results],
+            "best_s": min(r["launch_to_done_s"] for r in results),
+            "peak_rss_mib": max(r["peak_rss_mib"] for r in results),
+            "torch_imported": any(r["torch_imported"] for r in results),
+            "other_load_cores": max(r["other_load_cores"] for r in results)}
+
+
 def bench_queries(n: int, dims: list[int], n_queries: int, workdir: Path) -> list[dict[str, Any]]:
     out = []
     for dim in dims:
@@ -304,6 +374,9 @@ def main() -> None:
                     help=f"dense dims of the query stores (default: {MOCA_3B_DIM} = MoCa-3B, and the small encoder's)")
     ap.add_argument("--queries", type=int, default=None, help="queries per mode on the 10k store (200)")
     ap.add_argument("--search-queries", type=int, default=None, help="DocRag.search calls per mode (50)")
+    ap.add_argument("--formats", default="webp:2:1,webp:0:1,webp:2:2,webp:0:2,jpeg:-:1,jpeg:-:2",
+                    help="page-format sweep, FMT:WEBP_METHOD:THREADS,... ('' to skip)")
+    ap.add_argument("--formats-only", action="store_true", help="only the page-format sweep and the CLI no-op")
     ap.add_argument("--workdir", type=Path, default=None, help="keep the indexes here (default: a temp dir)")
     ap.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -329,17 +402,22 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     load_before = loadavg()
     started = time.perf_counter()
+    formats, cli_noop, indexing, queries, rows = [], None, [], [], []
     try:
         text_data = corpus(text_pages, workdir / "corpus-text")
-        enc_data = corpus(enc_pages, workdir / "corpus-encoder")
-        ckpt = run_child({"task": "init", "out": str(workdir / "small")}, workdir)["checkpoint"]
-        indexing = [
-            bench_indexing("text only", text_data, None, workdir, ["text"], n_search),
-            bench_indexing("small encoder", enc_data, ckpt, workdir, ["text", "visual", "hybrid"], n_search),
-        ]
-        small_dim = indexing[1]["dim"]
-        dims = args.query_dims or ([small_dim] if q else sorted({MOCA_3B_DIM, small_dim}, reverse=True))
-        queries = bench_queries(query_pages, dims, n_queries, workdir)
+        if args.formats:
+            formats = bench_formats(text_data, parse_formats(args.formats), workdir)
+            cli_noop = bench_cli_noop(text_data, Path(formats[0]["index_dir"]), workdir)
+        if not args.formats_only:
+            enc_data = corpus(enc_pages, workdir / "corpus-encoder")
+            ckpt = run_child({"task": "init", "out": str(workdir / "small")}, workdir)["checkpoint"]
+            indexing = [
+                bench_indexing("text only", text_data, None, workdir, ["text"], n_search),
+                bench_indexing("small encoder", enc_data, ckpt, workdir, ["text", "visual", "hybrid"], n_search),
+            ]
+            small_dim = indexing[1]["dim"]
+            dims = args.query_dims or ([small_dim] if q else sorted({MOCA_3B_DIM, small_dim}, reverse=True))
+            queries = bench_queries(query_pages, dims, n_queries, workdir)
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -347,28 +425,37 @@ def main() -> None:
     load_after = loadavg()
 
     device = device_name()
-    print(f"\n== Indexing: docrag Indexer, {device}, load average {load_before} -> {load_after} ==")
-    print_table(indexing, ["mode", "documents", "pages", "seconds", "pages_per_s", "encode_s", "peak_rss_mib",
-                           "index_mib", "noop_s", "noop_process_s", "other_load_cores"])
-    rows = []
-    for r in queries:
-        for mode, v in r["optimized"]["queries"].items():
-            rows.append({"what": f"Store.query, {r['n']:,} pages, dim {r['dim']}", "mode": mode,
-                         "p50_ms": v["p50_ms"], "p95_ms": v["p95_ms"], "n": n_queries,
-                         "other_load_cores": r["other_load_cores"]})
-    for r in indexing:
-        for mode, v in r["search_e2e"].items():
-            enc_only = mode == "encode_query_only"
-            label = ("small encoder: encode_queries([q]) alone" if enc_only
-                     else f"DocRag.search, {r['mode']} index, {r['pages']} pages")
-            rows.append({"what": label, "mode": "-" if enc_only else mode,
-                         "p50_ms": v["p50_ms"], "p95_ms": v["p95_ms"], "n": v["n"],
-                         "other_load_cores": r["noop_other_load_cores"]})
-    print(f"\n== Query latency (top 5), {device} ==")
-    print_table(rows, ["what", "mode", "p50_ms", "p95_ms", "n", "other_load_cores"])
+    if formats:
+        print(f"\n== Page formats, text only: docrag Indexer, {device}, load average {load_before} -> {load_after} ==")
+        print_table(formats, ["format", "threads", "pages", "seconds", "pages_per_s", "cpu_ms_per_page", "kib_per_page",
+                              "peak_rss_mib", "other_load_cores"])
+    if cli_noop:
+        print(f"\n`docrag index` no-op, --encoder auto: best {cli_noop['best_s']:.2f} s of {cli_noop['process_s']}, "
+              f"peak RSS {cli_noop['peak_rss_mib']:.0f} MiB, torch imported: {cli_noop['torch_imported']}")
+    if indexing:
+        print(f"\n== Indexing: docrag Indexer, {device}, load average {load_before} -> {load_after} ==")
+        print_table(indexing, ["mode", "documents", "pages", "seconds", "pages_per_s", "encode_s", "peak_rss_mib",
+                               "index_mib", "noop_s", "noop_process_s", "other_load_cores"])
+        rows = []
+        for r in queries:
+            for mode, v in r["optimized"]["queries"].items():
+                rows.append({"what": f"Store.query, {r['n']:,} pages, dim {r['dim']}", "mode": mode,
+                             "p50_ms": v["p50_ms"], "p95_ms": v["p95_ms"], "n": n_queries,
+                             "other_load_cores": r["other_load_cores"]})
+        for r in indexing:
+            for mode, v in r["search_e2e"].items():
+                enc_only = mode == "encode_query_only"
+                label = ("small encoder: encode_queries([q]) alone" if enc_only
+                         else f"DocRag.search, {r['mode']} index, {r['pages']} pages")
+                rows.append({"what": label, "mode": "-" if enc_only else mode,
+                             "p50_ms": v["p50_ms"], "p95_ms": v["p95_ms"], "n": v["n"],
+                             "other_load_cores": r["noop_other_load_cores"]})
+        print(f"\n== Query latency (top 5), {device} ==")
+        print_table(rows, ["what", "mode", "p50_ms", "p95_ms", "n", "other_load_cores"])
     print(f"\ntotal {total_s:.0f} s")
 
-    write_json("index-quick" if q else "index", {  # a smoke run never overwrites the real results
+    name = "index-quick" if q else ("index-formats" if args.formats_only else "index")
+    write_json(name, {  # a smoke run never overwrites the real results
         "benchmark": "index",
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": "python benchmarks/index.py " + " ".join(sys.argv[1:]),
@@ -378,6 +465,8 @@ def main() -> None:
         "load_average_before": load_before,
         "load_average_after": load_after,
         "total_s": total_s,
+        "page_formats": formats,
+        "cli_noop_encoder_auto": cli_noop,
         "indexing": indexing,
         "query_latency": rows,
         "query_stores": queries,

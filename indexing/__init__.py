@@ -2,7 +2,8 @@
 
 Modules: `scan` (files, hashes), `render` (PDFs and images -> pages), `pages` (the page-image store),
 `bm25` (sparse text vectors), `store` (the Qdrant store and its process model), `lock` (the index lock),
-`manifest` (what is indexed), `pipeline` (the incremental indexer that ties them together).
+`manifest` (what is indexed), `plan` (what a run must do), `resolve` (current paths of hits), `pipeline` (the
+incremental indexer that ties them together).
 """
 
 import importlib
@@ -13,20 +14,22 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "bm25": ("Bm25Encoder", "Sparse"),
     "lock": ("IndexBusy", "IndexLock"),
-    "manifest": ("MANIFEST_NAME", "DocumentRecord", "Manifest"),
-    "pages": ("PageStore",),
+    "manifest": ("MANIFEST_NAME", "DocumentRecord", "Manifest", "NoIndex"),
+    "resolve": ("filter_hashes", "with_current_paths"),
+    "pages": ("PageStore", "PageWriter"),
     "pipeline": ("Embedder", "Events", "Indexer", "IndexOptions", "IndexReport"),
-    "render": ("DocumentError", "Page", "PageProblem", "Renderer", "document_title", "make_renderer"),
+    "render": ("DocumentError", "Page", "PageProblem", "RenderDocument", "Renderer", "document_title", "make_renderer"),
     "scan": ("SourceFile", "sha256_file"),  # the function `scan` would clash with the module
     "store": ("DimensionMismatch", "EdgeStore", "Hit", "PagePoint", "QdrantClientStore", "Store", "StoreError",
               "WriterBusy", "locked_store", "open_store"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = [
-    "Bm25Encoder", "DimensionMismatch", "DocumentError", "DocumentRecord", "EdgeStore", "Embedder", "Events",
-    "Hit", "IndexBusy", "IndexLock", "IndexOptions", "IndexReport", "Indexer", "MANIFEST_NAME", "Manifest", "Page",
-    "PagePoint", "PageProblem", "PageStore", "QdrantClientStore", "Renderer", "SourceFile", "Sparse", "Store",
-    "StoreError", "WriterBusy", "document_title", "locked_store", "make_renderer", "open_store", "sha256_file",
+    "Bm25Encoder", "DimensionMismatch", "DocumentError", "DocumentRecord", "EdgeStore", "Embedder", "Events", "Hit",
+    "IndexBusy", "IndexLock", "IndexOptions", "IndexReport", "Indexer", "MANIFEST_NAME", "Manifest", "NoIndex",
+    "Page", "PagePoint", "PageProblem", "PageStore", "PageWriter", "QdrantClientStore", "RenderDocument", "Renderer",
+    "SourceFile", "Sparse", "Store", "StoreError", "WriterBusy", "document_title", "filter_hashes", "locked_store",
+    "make_renderer", "open_store", "sha256_file", "with_current_paths",
 ]  # = sorted(_MODULE_OF), spelled out for linters
 
 
@@ -40,10 +43,11 @@ def __getattr__(name: str) -> Any:
 if TYPE_CHECKING:
     from .bm25 import Bm25Encoder, Sparse
     from .lock import IndexBusy, IndexLock
-    from .manifest import MANIFEST_NAME, DocumentRecord, Manifest
-    from .pages import PageStore
+    from .manifest import MANIFEST_NAME, DocumentRecord, Manifest, NoIndex
+    from .pages import PageStore, PageWriter
     from .pipeline import Embedder, Events, Indexer, IndexOptions, IndexReport
-    from .render import DocumentError, Page, PageProblem, Renderer, document_title, make_renderer
+    from .render import DocumentError, Page, PageProblem, RenderDocument, Renderer, document_title, make_renderer
+    from .resolve import filter_hashes, with_current_paths
     from .scan import SourceFile, sha256_file
     from .store import (
         DimensionMismatch,

@@ -6,12 +6,13 @@ evaluation runs all want the same index. Rather than a resident server, every pr
 short while under this lock and closes it again:
 
 * readers (`docrag search`, one UI request) take the lock, open the shard, query, close, release;
-* the writer (the indexer) encodes a batch of pages WITHOUT the lock (the slow part: rendering and the
-  vision encoder), then takes the lock, opens the shard, upserts the batch, closes, releases. A search
-  therefore waits at most one batch write plus one open, never a whole indexing run;
-* a long-lived holder that wants to keep the shard open across batches (it saves the open cost) may do so
-  while `IndexLock.contended()` is False, and must close and release as soon as it turns True: waiters
-  announce themselves with a marker file in `index_dir/.lock.waiting/`.
+* the writer (the indexer) never needs the lock to render and encode (the slow part: rendering, page-image
+  encoding and the vision encoder); it takes the lock to write a batch. A search therefore waits at most one
+  batch write plus one open/close, never a whole indexing run, however slow the encoder;
+* a long-lived holder that wants to keep the shard open across batches (it saves the open and close cost)
+  may do so while `IndexLock.contended()` is False, and must close and release as soon as it turns True:
+  waiters announce themselves with a marker file in `index_dir/.lock.waiting/`. The indexer does exactly
+  that, with a watcher thread that checks between (and after) its writes (`store.session.StoreSession`).
 
 Measured on 2 CPU cores (benchmarks/store_query.py; 10k pages with ~250-word texts; results/store_query.json):
 opening the shard takes ~45-80 ms once optimized (dim 64 and 2048 alike; up to ~170 ms in noisier runs) and

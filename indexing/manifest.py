@@ -3,6 +3,11 @@
 A document is marked ``complete`` only after all its pages are in the store, so an interrupted
 run (Ctrl-C, kill -9) is finished by the next one. SQLite in WAL mode: every write is one
 transaction, atomic under a crash.
+
+Paths: the manifest is the one place that knows which paths a content hash has *now* (two copies share one
+hash; a rename with ``--prune`` swaps the path). Store payloads keep the path a page was first stored under,
+so readers resolve hits and ``doc=`` filters through `paths_by_hash` / `hashes_matching` at query time
+(`indexing.resolve`), which cannot drift from the files on disk.
 """
 
 from __future__ import annotations
@@ -36,6 +41,17 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
 
 
+class NoIndex(LookupError):
+    """The folder holds no index (no manifest): reading it must say so, not create one."""
+
+    def __init__(self, index_dir: Path | str) -> None:
+        self.index_dir = Path(index_dir)
+        super().__init__(f"no index in {self.index_dir} (run `docrag index PATH --index-dir {self.index_dir}` first)")
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
 @dataclass
 class DocumentRecord:
     path: str
@@ -63,6 +79,13 @@ class Manifest:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+
+    @classmethod
+    def existing(cls, index_dir: Path | str) -> Manifest:
+        """The manifest of an index that exists; raises `NoIndex` (creating nothing) otherwise."""
+        if not (Path(index_dir) / MANIFEST_NAME).is_file():
+            raise NoIndex(index_dir)
+        return cls(index_dir)
 
     def close(self) -> None:
         self._db.close()
@@ -104,6 +127,32 @@ class Manifest:
             "SELECT 1 FROM documents WHERE status = ? AND visual_pages > 0 LIMIT 1", (COMPLETE,)
         ).fetchone()
         return row is not None
+
+    def paths_by_hash(self, hashes: list[str] | set[str]) -> dict[str, list[str]]:
+        """hash -> the paths whose pages it is now: complete records first, then pending ones, then paths whose
+        pending new version replaces it (their old pages stay searchable until the new ones are in)."""
+        out: dict[str, list[str]] = {}
+        wanted = sorted(set(hashes))
+        for i in range(0, len(wanted), 500):  # SQLite caps the number of ? parameters
+            chunk = wanted[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT sha256 AS h, path, status = ? AS done, 0 AS old FROM documents WHERE sha256 IN ({marks})"
+                f" UNION ALL SELECT replaces, path, 0, 1 FROM documents WHERE replaces IN ({marks})"
+                " ORDER BY h, old, done DESC, path", (COMPLETE, *chunk, *chunk)).fetchall()
+            for row in rows:
+                paths = out.setdefault(row["h"], [])
+                if row["path"] not in paths:
+                    paths.append(row["path"])
+        return out
+
+    def hashes_matching(self, doc_filter: str) -> list[str]:
+        """Content hashes of documents whose path (any of its copies) contains `doc_filter`, or whose hash is it."""
+        rows = self._db.execute(
+            "SELECT sha256 FROM documents WHERE instr(path, ?) > 0 OR sha256 = ?"
+            " UNION SELECT replaces FROM documents WHERE replaces IS NOT NULL AND instr(path, ?) > 0",
+            (doc_filter, doc_filter, doc_filter)).fetchall()
+        return sorted(r[0] for r in rows)
 
     def get_meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

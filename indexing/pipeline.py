@@ -1,20 +1,29 @@
 """The indexing pipeline: files -> pages -> page images + text -> vectors -> store, incrementally.
 
-Per run: scan the paths, compare each file with the manifest (size+mtime, then content hash), and
-stream the new or changed ones through render -> page store -> encoder -> store in batches of
-``batch_pages``, never holding a whole document in memory. A document is marked complete only
-after all its pages are stored; a changed file's old pages are removed after its new ones are in.
-An interrupted run resumes where the manifest says it stopped.
+Per run: scan the paths, compare each file with the manifest (size+mtime, then content hash), count the pages
+still to render (so progress covers the whole run from the start), and stream the new or changed files
+through render -> page images -> encoder -> store in batches of ``batch_pages``, never holding a whole
+document in memory. Each file is opened once (`Renderer.open`: page count, title and pages from one open, so
+a ``.pdf.gz`` is inflated once). Page images are encoded in a small thread pool (`PageWriter`) while the next
+pages render, and are fsynced (files and folders) before the manifest records their pages. A document is
+marked complete only after all its pages are stored; a changed file's old pages are removed after its new
+ones are in. An interrupted run resumes where the manifest says it stopped. One bad file (unreadable,
+corrupt, a name that is not UTF-8, anything it raises) fails alone: one line, and the run goes on.
+
+Paths: points are keyed by content hash; copies and renames only change the manifest, and readers resolve
+current paths from it (`indexing.resolve`), so nothing here rewrites payloads on alias or removal.
 
 Processes: one writer per index at a time (``.writer.lock``, held for the run), and the store's
-``IndexLock`` taken per batch (kept across batches while nobody else waits), so a search in
-another process waits at most one batch write.
+``IndexLock`` taken to write a batch (`StoreSession.writing`) and given up between writes as soon as a reader
+waits (a watcher thread, not the next batch, notices): rendering, page-image encoding and the vision encoder
+never keep a search out, so a search in another process waits at most one batch write.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -22,11 +31,14 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
+from .lock import IndexBusy
 from .manifest import COMPLETE, PENDING, DocumentRecord, Manifest
-from .pages import PageStore
-from .render import DocumentError, Page, PageProblem, Renderer, document_title, make_renderer
-from .scan import SourceFile, scan, sha256_file
-from .store import PagePoint, StoreSession, StoreSettings, WriterLock, utc_now
+from .pages import DEFAULT_WRITE_THREADS, WEBP_METHOD, PageStore, PageWriter
+from .plan import Work, estimate_pages, needs_work, shared_with
+from .render import DocumentError, Page, PageProblem, Renderer, make_renderer
+from .render.base import _one_line
+from .scan import SourceFile, display_path, scan
+from .store import DimensionMismatch, PagePoint, StoreError, StoreSession, StoreSettings, WriterLock, utc_now
 
 
 class Embedder(Protocol):
@@ -41,9 +53,16 @@ class Embedder(Protocol):
 
 
 class Events:
-    """Progress hooks; the CLI and the UI override what they show. All no-ops here."""
+    """Progress hooks; the CLI and the UI override what they show. All no-ops here.
+
+    Order: `files(n)`, then `pages_total(n)` once every file is compared with the manifest (the pages this run
+    will render, counted before the first is rendered; called again when an estimate is corrected or visual
+    vectors are back-filled), then per file `file_started` / `pages_done`... / `file_finished`.
+    """
 
     def files(self, total: int) -> None: ...
+
+    def pages_total(self, total: int) -> None: ...
 
     def file_started(self, path: str, pages: int) -> None: ...
 
@@ -61,7 +80,9 @@ class IndexOptions:
     renderer: str = "pymupdf"
     dpi: int = 144
     max_pixels: int = 2_500_000
-    page_format: str = "webp"
+    page_format: str = "webp"  # webp | jpeg | png
+    webp_method: int = WEBP_METHOD
+    write_threads: int = DEFAULT_WRITE_THREADS  # page-image encoding threads (0: in the indexing thread)
     batch_pages: int = 16
     lock_timeout_s: float = 10.0
     qdrant_url: str | None = None
@@ -96,6 +117,10 @@ class IndexReport:
             "problems": [{"path": p, "reason": r} for p, r in self.problems]}
 
 
+# Errors of the store or the index as a whole: they end the run (every later file would fail the same way).
+_RUN_ERRORS = (IndexBusy, StoreError, DimensionMismatch)
+
+
 class Indexer:
     """Keeps an index folder in sync with files on disk. See the module docstring."""
 
@@ -108,13 +133,13 @@ class Indexer:
         renderer: Renderer | None = None,
     ) -> None:
         self.index_dir = Path(index_dir)
-        self.index_dir.mkdir(parents=True, exist_ok=True)
         self.embedder = embedder
         self.opts = options or IndexOptions()
         self.events = events or Events()
         self.renderer = renderer or make_renderer(self.opts.renderer, dpi=self.opts.dpi,
                                                   max_pixels=self.opts.max_pixels)
-        self.pages = PageStore(self.index_dir, fmt=self.opts.page_format)
+        self.pages = PageStore(self.index_dir, fmt=self.opts.page_format, webp_method=self.opts.webp_method)
+        self._expected = 0  # the pages bar's total
 
     # ---- public ------------------------------------------------------------------------------
     def sync(self, paths: Iterable[str | Path], prune: bool = False) -> IndexReport:
@@ -122,33 +147,45 @@ class Indexer:
         started = time.monotonic()
         roots = [Path(p).expanduser().absolute() for p in paths]
         report = IndexReport()
+        self.index_dir.mkdir(parents=True, exist_ok=True)
         with WriterLock(self.index_dir, self.opts.command), Manifest(self.index_dir) as manifest:
             dim = self.embedder.dim if self.embedder else None
             session = StoreSession(self.index_dir, self.opts.store_settings(), dim)
+            writer = PageWriter(self.pages, self.opts.write_threads)
             try:
+                if self.opts.qdrant_url:
+                    with session.writing():  # a server that cannot be reached: say so now, even on a no-op run
+                        pass
                 files, problems = scan(roots, exclude=[self.index_dir])
                 for problem in problems:
                     self._fail(report, str(problem.path), problem.reason)
                 self.events.files(len(files))
-                for src in files:
-                    self._sync_file(src, manifest, session, report)
+                work = [w for src in files if (w := self._guarded(src, report, self._plan, src, manifest, report))]
+                self._set_expected(estimate_pages(work, manifest, self.renderer))
+                for w in work:
+                    self._guarded(w.src, report, self._index_file, w, manifest, session, writer, report)
                 if prune:
                     report.removed = self._prune(roots, {str(f.path) for f in files}, manifest, session)
                 if self.embedder is not None:
                     report.visual_added = self._backfill_visual(manifest, session)
                 self.pages.remove_stale_tmp()
             finally:
+                writer.close()
                 session.close(optimize=True)
         report.seconds = round(time.monotonic() - started, 3)
         return report
 
     def delete(self, path: str | Path) -> int:
-        """Remove one document from the index; returns the pages removed (0 if others share its content)."""
+        """Remove one document from the index; returns the pages removed (0 if others share its content).
+
+        Raises `NoIndex` (creating nothing) when the folder holds no index, KeyError when the path is not in it.
+        """
         key = str(Path(path).expanduser().absolute())
+        Manifest.existing(self.index_dir).close()
         with WriterLock(self.index_dir, self.opts.command), Manifest(self.index_dir) as manifest:
             record = manifest.get(key)
             if record is None:
-                raise KeyError(f"{key}: not in the index")
+                raise KeyError(f"{display_path(key)}: not in the index")
             session = StoreSession(self.index_dir, self.opts.store_settings(), None)
             try:
                 return self._remove(record, manifest, session)
@@ -156,30 +193,49 @@ class Indexer:
                 session.close()
 
     # ---- one file ----------------------------------------------------------------------------
-    def _sync_file(self, src: SourceFile, manifest: Manifest, session: StoreSession, report: IndexReport) -> None:
-        path = str(src.path)
-        record = manifest.get(path)
-        if record and record.status == COMPLETE and record.size == src.size and record.mtime_ns == src.mtime_ns:
-            report.unchanged += 1
-            self.events.file_finished(path, "unchanged")
-            return
+    def _guarded(self, src: SourceFile, report: IndexReport, fn, *args):
+        """Run one file's step; anything it raises fails that file alone (one line), except run-wide errors."""
         try:
-            digest = sha256_file(src.path)
+            return fn(*args)
+        except _RUN_ERRORS:
+            raise
+        except DocumentError as e:
+            self._fail(report, str(src.path), e.reason)
         except OSError as e:
-            self._fail(report, path, f"cannot read file: {e.strerror or e}")
-            return
-        if record and record.sha256 == digest and record.status == COMPLETE:
-            manifest.touch(path, src.size, src.mtime_ns)  # touched, same content
+            self._fail(report, str(src.path), f"cannot read or write: {e.strerror or _one_line(str(e))}")
+        except Exception as e:  # a bug or an odd file must never cost the rest of the run
+            self._fail(report, str(src.path), f"{type(e).__name__}: {_one_line(str(e)) or 'unexpected error'}")
+        return None
+
+    def _plan(self, src: SourceFile, manifest: Manifest, report: IndexReport) -> Work | None:
+        """Unchanged files are done here; the rest come back as work, with their content hash."""
+        try:
+            work = needs_work(src, manifest)
+        except OSError as e:
+            self._fail(report, str(src.path), f"cannot read file: {e.strerror or e}")
+            return None
+        if work is None:
             report.unchanged += 1
-            self.events.file_finished(path, "unchanged")
-            return
-        twin = manifest.complete_with_hash(digest)
-        if twin is not None and twin.path != path:
+            self.events.file_finished(str(src.path), "unchanged")
+        return work
+
+    def _set_expected(self, total: int) -> None:
+        self._expected = max(0, total)
+        self.events.pages_total(self._expected)
+
+    def _index_file(self, w: Work, manifest: Manifest, session: StoreSession, writer: PageWriter,
+                    report: IndexReport) -> None:
+        src, digest = w.src, w.digest
+        path = str(src.path)
+        record = manifest.get(path)  # again: an earlier file of this run may have changed things
+        twin = shared_with(w, manifest)
+        if twin is not None:
             # Same content already indexed under another path: share its pages.
             old_hash = record.sha256 if record else None
             manifest.alias(path, digest, src.size, src.mtime_ns, twin)
             if old_hash and old_hash != digest:
                 self._drop_hash_if_unused(old_hash, manifest, session)
+            self._set_expected(self._expected - w.expected_pages)
             report.new += 1
             self.events.file_finished(path, "new (same content as another file)")
             return
@@ -194,17 +250,17 @@ class Indexer:
                 replaces = None
             status = "changed" if replaces else "new"
         try:
-            total = self.renderer.page_count(src.path)
-        except DocumentError as e:
-            self._fail(report, path, e.reason)
-            return
-        title = _title(src.path)
-        manifest.start(path, digest, src.size, src.mtime_ns, title, replaces)
-        try:
-            stored = self._index_pages(src, digest, title, total, manifest, session, report)
-        except DocumentError as e:
-            self._fail(report, path, e.reason)
-            return
+            doc = self.renderer.open(src.path)
+        except DocumentError:
+            self._set_expected(self._expected - w.expected_pages)
+            raise
+        with doc:
+            manifest.start(path, digest, src.size, src.mtime_ns, doc.title, replaces)
+            start = manifest.get(path).next_page
+            actual = max(0, doc.page_count - start + 1)
+            if actual != w.expected_pages:
+                self._set_expected(self._expected - w.expected_pages + actual)
+            stored = self._index_pages(doc, digest, manifest, session, writer, report)
         if stored == 0:
             # Stays pending: the previous version (if any) remains searchable, the next run retries.
             self._fail(report, path, "no page could be rendered")
@@ -218,56 +274,69 @@ class Indexer:
         report.pages += stored
         self.events.file_finished(path, status)
 
-    def _index_pages(self, src, digest, title, total, manifest, session, report) -> int:
-        path = str(src.path)
+    def _index_pages(self, doc, digest: str, manifest: Manifest, session: StoreSession, writer: PageWriter,
+                     report: IndexReport) -> int:
+        path, title, total = str(doc.path), doc.title, doc.page_count
         record = manifest.get(path)
         stored, visual, start = record.pages, record.visual_pages, record.next_page
-        self.events.file_started(path, total)
-        if start > 1:
-            self.events.pages_done(start - 1)
+        self.events.file_started(path, max(0, total - start + 1))
 
         def on_problem(p: PageProblem) -> None:
-            report.problems.append((f"{path} page {p.page}", p.reason))
-            self.events.problem(f"{path} page {p.page}", p.reason)
+            where = f"{display_path(path)} page {p.page}"
+            report.problems.append((where, p.reason))
+            self.events.problem(where, p.reason)
 
-        batch: list[Page] = []
-        last = start - 1
+        batch: list[tuple[Page, Future[str]]] = []
+        ahead: list[tuple[Page, Future[str]]] = []  # the next batch's first pages, already queued for encoding
+        # Flush a full batch only once this many pages of the next one are queued: the encoding threads then
+        # have work while this thread waits for the batch's images and writes it.
+        lookahead = max(1, self.opts.write_threads)
 
-        def flush() -> None:
-            nonlocal stored, visual, batch
-            if not batch and last < start:
-                return
-            points = self._points(batch, digest, path, title)
+        def flush(items: list[tuple[Page, Future[str]]], last: int) -> None:
+            nonlocal stored, visual
+            points = self._points(items, digest, path, title)
             if points:
-                session.upsert(points)
+                session.upsert(points)  # the only step that needs the index lock
             stored += len(points)
             visual += sum(p.visual is not None for p in points)
             manifest.progress(path, pages=stored, next_page=last + 1, visual_pages=visual, total_pages=total,
                               encoder=self.embedder.name if self.embedder and points else None)
-            self.events.pages_done(len(batch))
-            report.pages_rendered += len(batch)
-            batch = []
-            session.yield_if_wanted()
+            self.events.pages_done(len(items))
+            report.pages_rendered += len(items)
 
-        for page in self.renderer.render(src.path, pages=range(start, total + 1), on_problem=on_problem):
-            batch.append(page)
-            last = page.number
-            if len(batch) >= self.opts.batch_pages:
-                flush()
-        last = total
-        flush()
+        try:
+            for page in doc.render(pages=range(start, total + 1), on_problem=on_problem):
+                item = (page, writer.submit(digest, page.number, page.image))
+                if len(batch) < self.opts.batch_pages:
+                    batch.append(item)
+                    continue
+                ahead.append(item)
+                if len(ahead) >= lookahead:
+                    flush(batch, batch[-1][0].number)
+                    batch, ahead = ahead, []
+            batch += ahead
+            ahead = []
+            if batch or start <= total:
+                flush(batch, total)
+            batch = []
+        finally:
+            for _page, future in batch + ahead:  # an error mid-batch: don't leave encodes running on its images
+                future.cancel()
         return stored
 
-    def _points(self, batch: list[Page], digest: str, path: str, title: str) -> list[PagePoint]:
+    def _points(self, batch: list[tuple[Page, Future[str]]], digest: str, path: str, title: str) -> list[PagePoint]:
         if not batch:
             return []
-        image_paths = [self.pages.save(digest, p.number, p.image) for p in batch]
-        vectors = self.embedder.encode_documents([p.image for p in batch]) if self.embedder else [None] * len(batch)
+        pages = [p for p, _ in batch]
+        # The encoder runs while the pool is still writing this batch's images.
+        vectors = self.embedder.encode_documents([p.image for p in pages]) if self.embedder else [None] * len(pages)
+        image_paths = [f.result() for _, f in batch]
+        self.pages.sync_folders(image_paths)  # durable before the manifest counts these pages
         now = utc_now()
         return [
             PagePoint(doc_hash=digest, doc_path=path, page=p.number, image_path=rel, text=p.text, title=title,
                       indexed_at=now, visual=vec, sparse=None)
-            for p, rel, vec in zip(batch, image_paths, vectors, strict=True)
+            for p, rel, vec in zip(pages, image_paths, vectors, strict=True)
         ]
 
     # ---- removal -----------------------------------------------------------------------------
@@ -293,7 +362,8 @@ class Indexer:
                              keep_path: str | None = None) -> int:
         if manifest.hash_in_use(digest, except_path=keep_path):
             return 0
-        removed = session.get().delete_document(digest)
+        with session.writing() as store:
+            removed = store.delete_document(digest)
         self.pages.delete_document(digest)
         return removed
 
@@ -308,34 +378,29 @@ class Indexer:
         added = 0
         self.events.message(f"adding visual vectors to {len(todo)} document(s) indexed without them")
         for digest, record in todo.items():
-            missing = session.get().pages_missing_visual(limit=100_000, doc_hash=digest)
+            with session.writing() as store:
+                missing = store.pages_missing_visual(limit=100_000, doc_hash=digest)
+            self._set_expected(self._expected + len(missing))
             self.events.file_started(record.path, len(missing))
             for i in range(0, len(missing), self.opts.batch_pages):
                 chunk = missing[i : i + self.opts.batch_pages]
                 images = [_load_rgb(self.pages.path(rel)) for _, _, rel in chunk]
-                vectors = self.embedder.encode_documents(images)
-                session.get().set_visual(digest, {page: vec for (_, page, _), vec in zip(chunk, vectors, strict=True)})
+                vectors = self.embedder.encode_documents(images)  # without the lock
+                with session.writing() as store:
+                    store.set_visual(digest, {page: vec for (_, page, _), vec in zip(chunk, vectors, strict=True)})
                 added += len(chunk)
                 self.events.pages_done(len(chunk))
-                session.yield_if_wanted()
             manifest.set_visual(digest, record.pages, self.embedder.name)
             self.events.file_finished(record.path, "visual vectors added")
         return added
 
     def _fail(self, report: IndexReport, path: str, reason: str) -> None:
+        shown = display_path(path)  # a non-UTF-8 name prints as \xNN, on one line
         report.failed += 1
-        report.problems.append((path, reason))
-        self.events.problem(path, reason)
-
-
-def _title(path: Path) -> str:
-    try:
-        return document_title(path)
-    except (DocumentError, OSError, RuntimeError, ValueError):
-        return path.name
+        report.problems.append((shown, reason))
+        self.events.problem(shown, reason)
 
 
 def _load_rgb(path: Path) -> Image.Image:
     with Image.open(path) as im:
         return im.convert("RGB")
-

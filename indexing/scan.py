@@ -55,6 +55,20 @@ def file_kind(path: str | Path) -> str | None:
     return None
 
 
+def display_path(path: str | Path) -> str:
+    """A path as one printable line: bytes that are not UTF-8 (os.fsdecode's surrogate escapes) shown as \\xNN."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+
+
+def utf8_name(path: str | Path) -> bool:
+    """Whether the path is valid UTF-8 (the manifest, the store's JSON payloads and terminals need it)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _reason(err: OSError) -> str:
     return err.strerror or err.__class__.__name__
 
@@ -90,6 +104,10 @@ class _Scanner:
             self.problem(path, f"cannot resolve path: {_reason(e) if isinstance(e, OSError) else e}")
             return
         kind = file_kind(resolved)
+        if kind is not None and not utf8_name(resolved):
+            # A Latin-1 name (b"caf\xe9.pdf") cannot go into the manifest or a payload: this file alone is refused.
+            self.problem(path, "file name is not valid UTF-8 (rename the file to index it)")
+            return
         if kind is None:
             if explicit:
                 self.problem(path, f"unsupported file type (supported: {', '.join(SUPPORTED_SUFFIXES)})")

@@ -17,6 +17,7 @@ from .base import (
     OnProblem,
     Page,
     PageProblem,
+    RenderDocument,
     Renderer,
     normalize_text,
 )
@@ -26,6 +27,6 @@ from .registry import RENDERERS, make_renderer
 
 __all__ = [
     "DEFAULT_DPI", "DEFAULT_MAX_PIXELS", "MAX_GUNZIPPED_BYTES", "PDF2IMAGE_HINT", "RENDERERS", "DocumentError",
-    "OnProblem", "Page", "PageProblem", "Pdf2ImageRenderer", "PyMuPDFRenderer", "Renderer", "document_title",
-    "make_renderer", "normalize_text",
+    "OnProblem", "Page", "PageProblem", "Pdf2ImageRenderer", "PyMuPDFRenderer", "RenderDocument", "Renderer",
+    "document_title", "make_renderer", "normalize_text",
 ]

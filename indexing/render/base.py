@@ -68,6 +68,31 @@ class PageProblem:
 OnProblem = Callable[[PageProblem], None]
 
 
+class RenderDocument:
+    """One document opened once: its page count, display title and pages all come from that one open.
+
+    The indexer needs all three per file; opening a ``.pdf.gz`` three times meant inflating it three times.
+    Use as a context manager (``with renderer.open(path) as doc:``); raises `DocumentError` when opened.
+    """
+
+    path: Path
+    page_count: int
+    title: str
+
+    def render(self, pages: Iterable[int] | None = None, on_problem: OnProblem | None = None) -> Iterator[Page]:
+        """Yield pages (all, or the 1-based `pages` in the given order) one at a time."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the file (and any inflated copy). Idempotent."""
+
+    def __enter__(self) -> RenderDocument:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 @runtime_checkable
 class Renderer(Protocol):
     """Turns a PDF (.pdf, .pdf.gz) or image file into a stream of `Page`s."""
@@ -82,6 +107,10 @@ class Renderer(Protocol):
         self, path: str | Path, pages: Iterable[int] | None = None, on_problem: OnProblem | None = None
     ) -> Iterator[Page]:
         """Yield pages (all, or the 1-based `pages` in the given order) one at a time."""
+        ...
+
+    def open(self, path: str | Path) -> RenderDocument:
+        """Open once for page count, title and pages; raises `DocumentError`."""
         ...
 
 

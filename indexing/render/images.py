@@ -12,6 +12,7 @@ from .base import (
     OnProblem,
     Page,
     PageProblem,
+    RenderDocument,
     _cap,
     _fit,
     _kind,
@@ -22,6 +23,7 @@ from .base import (
     _read_head,
     _report,
     _requested,
+    _stem,
     _to_rgb,
 )
 
@@ -105,9 +107,29 @@ class _PdfOrImageRenderer:
         else:
             yield from self._render_pdf(path, pages, on_problem)
 
+    def open(self, path: str | Path) -> RenderDocument:
+        """Open once for page count, title and pages; raises `DocumentError`."""
+        path = Path(path)
+        if _kind(path) == "image":
+            return _ImageDocument(path, self.max_pixels)
+        return self._open_pdf(path)
+
+    def _open_pdf(self, path: Path) -> RenderDocument:
+        raise NotImplementedError
+
     def _pdf_page_count(self, path: Path) -> int:
         raise NotImplementedError
 
     def _render_pdf(self, path: Path, pages: Iterable[int] | None, on_problem: OnProblem | None) -> Iterator[Page]:
         raise NotImplementedError
 
+
+
+class _ImageDocument(RenderDocument):
+    def __init__(self, path: Path, max_pixels: int) -> None:
+        self.path, self.max_pixels = path, max_pixels
+        self.page_count = _image_page_count(path)
+        self.title = _stem(path)
+
+    def render(self, pages: Iterable[int] | None = None, on_problem: OnProblem | None = None) -> Iterator[Page]:
+        yield from _render_image(self.path, pages, on_problem, self.max_pixels)

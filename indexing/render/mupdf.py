@@ -19,6 +19,7 @@ from .base import (
     OnProblem,
     Page,
     PageProblem,
+    RenderDocument,
     _cap,
     _check_pdf_head,
     _check_settings,
@@ -130,24 +131,54 @@ class PyMuPDFRenderer(_PdfOrImageRenderer):
     def _render_pdf(self, path: Path, pages: Iterable[int] | None, on_problem: OnProblem | None) -> Iterator[Page]:
         doc = _open_mupdf(path)
         try:
-            count = doc.page_count
-            for number in _requested(pages, count):
-                if not 1 <= number <= count:
-                    _report(on_problem, _out_of_range(path, number, count))
-                    continue
-                pymupdf.TOOLS.reset_mupdf_warnings()
-                try:
-                    page = doc.load_page(number - 1)
-                    zoom = _mupdf_zoom(page, self.dpi, self.max_pixels)
-                    pix = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=pymupdf.csRGB, alpha=False)
-                    image = _fit(Image.frombytes("RGB", (pix.width, pix.height), pix.samples), self.max_pixels)
-                    del pix
-                    text = _page_text(page) if self.text else ""
-                except Exception as e:  # MuPDF raises many types; one bad page must not stop the rest
-                    _report(on_problem, PageProblem(path, number, _one_line(str(e)) or type(e).__name__))
-                    continue
-                yield Page(number=number, image=image, text=text, width=image.width, height=image.height)
+            yield from self._pages(doc, path, pages, on_problem)
         finally:
+            doc.close()
+
+    def _open_pdf(self, path: Path) -> RenderDocument:
+        return _MuPDFDocument(self, path)
+
+    def _pages(
+        self, doc: pymupdf.Document, path: Path, pages: Iterable[int] | None, on_problem: OnProblem | None
+    ) -> Iterator[Page]:
+        count = doc.page_count
+        for number in _requested(pages, count):
+            if not 1 <= number <= count:
+                _report(on_problem, _out_of_range(path, number, count))
+                continue
+            pymupdf.TOOLS.reset_mupdf_warnings()
+            try:
+                page = doc.load_page(number - 1)
+                zoom = _mupdf_zoom(page, self.dpi, self.max_pixels)
+                pix = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=pymupdf.csRGB, alpha=False)
+                image = Image.new("RGB", (pix.width, pix.height), None)  # None: no zero fill before the copy
+                image.frombytes(pix.samples_mv)  # straight from MuPDF's buffer, no intermediate bytes object
+                image = _fit(image, self.max_pixels)
+                del pix
+                text = _page_text(page) if self.text else ""
+            except Exception as e:  # MuPDF raises many types; one bad page must not stop the rest
+                _report(on_problem, PageProblem(path, number, _one_line(str(e)) or type(e).__name__))
+                continue
+            yield Page(number=number, image=image, text=text, width=image.width, height=image.height)
+
+
+class _MuPDFDocument(RenderDocument):
+    """A PDF (or inflated .pdf.gz) opened once by MuPDF: count, title and pages from the same document."""
+
+    def __init__(self, renderer: PyMuPDFRenderer, path: Path) -> None:
+        self.path, self._renderer = path, renderer
+        self._doc: pymupdf.Document | None = _open_mupdf(path)
+        self.page_count = self._doc.page_count
+        self.title = _title_of(self._doc, path)
+
+    def render(self, pages: Iterable[int] | None = None, on_problem: OnProblem | None = None) -> Iterator[Page]:
+        if self._doc is None:
+            raise ValueError(f"{self.path}: document is closed")
+        yield from self._renderer._pages(self._doc, self.path, pages, on_problem)
+
+    def close(self) -> None:
+        doc, self._doc = self._doc, None
+        if doc is not None:
             doc.close()
 
 
@@ -176,19 +207,28 @@ def document_title(path: str | Path) -> str:
     except DocumentError:
         return fallback
     try:
-        title = " ".join((doc.metadata or {}).get("title", "").split())
-        if title and title.lower() not in ("untitled", "title", "no title"):
-            return _truncate(title)
-        try:
-            text = _page_text(doc.load_page(0))
-        except Exception:  # the title is a nicety
-            text = ""
-        for line in text.splitlines():
-            if sum(c.isalpha() for c in line) >= 2:  # skip page numbers ("1", "iv") and rules
-                return _truncate(line.strip())
-        return fallback
+        return _title_of(doc, path)
     finally:
         doc.close()
+
+
+def _title_of(doc: pymupdf.Document, path: Path) -> str:
+    """`document_title` of an open document."""
+    fallback = _stem(path)
+    try:
+        title = " ".join((doc.metadata or {}).get("title", "").split())
+    except Exception:  # broken metadata: the title is a nicety
+        title = ""
+    if title and title.lower() not in ("untitled", "title", "no title"):
+        return _truncate(title)
+    try:
+        text = _page_text(doc.load_page(0))
+    except Exception:  # the title is a nicety
+        text = ""
+    for line in text.splitlines():
+        if sum(c.isalpha() for c in line) >= 2:  # skip page numbers ("1", "iv") and rules
+            return _truncate(line.strip())
+    return fallback
 
 
 def _truncate(s: str, limit: int = TITLE_MAX_CHARS) -> str:

@@ -7,7 +7,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pymupdf
@@ -21,6 +21,7 @@ from .base import (
     OnProblem,
     Page,
     PageProblem,
+    RenderDocument,
     _cap,
     _check_pdf_head,
     _check_settings,
@@ -36,7 +37,7 @@ from .base import (
     _to_rgb,
 )
 from .images import _PdfOrImageRenderer
-from .mupdf import _open_mupdf, _text_of
+from .mupdf import _open_mupdf, _text_of, _title_of
 
 _SIZE_RE = re.compile(r"([\d.]+)\s*x\s*([\d.]+)")
 
@@ -148,24 +149,11 @@ class Pdf2ImageRenderer(_PdfOrImageRenderer):
         return _fit(_to_rgb(image), self.max_pixels)
 
     def _render_pdf(self, path: Path, pages: Iterable[int] | None, on_problem: OnProblem | None) -> Iterator[Page]:
-        with _pdf_on_disk(path) as on_disk:
-            boxes = self._page_boxes(path, on_disk)
-            text_doc = self._text_doc(on_disk) if self.text else None
-            try:
-                for number in _requested(pages, len(boxes)):
-                    if not 1 <= number <= len(boxes):
-                        _report(on_problem, _out_of_range(path, number, len(boxes)))
-                        continue
-                    try:
-                        image = self._render_page(on_disk, number, boxes[number - 1])
-                    except Exception as e:  # poppler/PIL failures for one page
-                        _report(on_problem, PageProblem(path, number, _one_line(str(e)) or type(e).__name__))
-                        continue
-                    text = _text_of(text_doc, number)
-                    yield Page(number=number, image=image, text=text, width=image.width, height=image.height)
-            finally:
-                if text_doc is not None:
-                    text_doc.close()
+        with self._open_pdf(path) as doc:
+            yield from doc.render(pages, on_problem)
+
+    def _open_pdf(self, path: Path) -> RenderDocument:
+        return _PopplerDocument(self, path)
 
     @staticmethod
     def _text_doc(on_disk: Path) -> pymupdf.Document | None:
@@ -176,3 +164,38 @@ class Pdf2ImageRenderer(_PdfOrImageRenderer):
             return None
 
 
+class _PopplerDocument(RenderDocument):
+    """A PDF on disk for poppler (a .pdf.gz inflated once, into a temporary file kept until `close`)."""
+
+    def __init__(self, renderer: Pdf2ImageRenderer, path: Path) -> None:
+        self.path, self._r = path, renderer
+        self._stack = ExitStack()
+        try:
+            self._on_disk = self._stack.enter_context(_pdf_on_disk(path))
+            self._boxes = renderer._page_boxes(path, self._on_disk)
+            self._text_doc = renderer._text_doc(self._on_disk)
+            if self._text_doc is not None:
+                self._stack.callback(self._text_doc.close)
+        except BaseException:
+            self._stack.close()
+            raise
+        self.page_count = len(self._boxes)
+        self.title = _title_of(self._text_doc, path) if self._text_doc is not None else _stem(path)
+
+    def render(self, pages: Iterable[int] | None = None, on_problem: OnProblem | None = None) -> Iterator[Page]:
+        path, boxes = self.path, self._boxes
+        text_doc = self._text_doc if self._r.text else None
+        for number in _requested(pages, len(boxes)):
+            if not 1 <= number <= len(boxes):
+                _report(on_problem, _out_of_range(path, number, len(boxes)))
+                continue
+            try:
+                image = self._r._render_page(self._on_disk, number, boxes[number - 1])
+            except Exception as e:  # poppler/PIL failures for one page
+                _report(on_problem, PageProblem(path, number, _one_line(str(e)) or type(e).__name__))
+                continue
+            text = _text_of(text_doc, number)
+            yield Page(number=number, image=image, text=text, width=image.width, height=image.height)
+
+    def close(self) -> None:
+        self._stack.close()

@@ -24,8 +24,11 @@ Schema metadata (schema version, dim, BM25 language, created_at) lives in `docra
 Edge shard folder (it moves with the shard; Qdrant ignores it), and in the collection's metadata for the
 client backend.
 
-`doc_filter` in `query` keeps the pages of documents whose doc_hash equals the filter or whose doc_path
-contains it (so a full path, a file name or a folder all work).
+Paths: a page is stored once per content hash, and its payload's `doc_path` is the path it was first stored
+under. Copies, renames and removals change only the manifest, so readers resolve current paths from it
+(`indexing.resolve`): `query(doc_hashes=...)` keeps only those documents (what `--filter doc=` becomes), and
+hits get the manifest's paths for their hash. `doc_filter` matches the payload itself (the doc_hash, or a
+substring of the first-stored path) and is kept for callers without a manifest.
 
 Hybrid search is ONE Qdrant query: a BM25 prefetch on `text` and a dense prefetch on `visual`, fused by
 reciprocal rank fusion (k=60 by default, set explicitly so both backends rank alike).

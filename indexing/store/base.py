@@ -100,6 +100,9 @@ class Hit:
     text: str
     title: str
     doc_hash: str
+    # Every path with this content now (copies), when resolved through the manifest (`indexing.resolve`); the
+    # payload's `doc_path` alone is the path the page was first stored under.
+    doc_paths: list[str] = field(default_factory=list)
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any] | None, score: float) -> Hit:
@@ -112,11 +115,12 @@ class Hit:
             text=str(p.get("text", "")),
             title=str(p.get("title", "")),
             doc_hash=str(p.get("doc_hash", "")),
+            doc_paths=[str(p.get("doc_path", ""))],
         )
 
 
 # A backend-neutral filter: each backend converts it into its own classes.
-# Conditions: ("eq", key, value) | ("text", key, substring) | ("has_vector", name)
+# Conditions: ("eq", key, value) | ("any", key, values) | ("text", key, substring) | ("has_vector", name)
 @dataclass(frozen=True)
 class _Filter:
     must: tuple[tuple, ...] = ()
@@ -134,10 +138,11 @@ class _Record:
     payload: dict[str, Any]
 
 
-def _doc_filter(doc_filter: str | None) -> _Filter | None:
+def _doc_filter(doc_filter: str | None, doc_hashes: Sequence[str] | None = None) -> _Filter | None:
+    must = (("any", "doc_hash", tuple(doc_hashes)),) if doc_hashes is not None else ()
     if not doc_filter:
-        return None
-    return _Filter(should=(("eq", "doc_hash", doc_filter), ("text", "doc_path", doc_filter)))
+        return _Filter(must=must) if must else None
+    return _Filter(must=must, should=(("eq", "doc_hash", doc_filter), ("text", "doc_path", doc_filter)))
 
 
 def _as_vector(v: Any, what: str) -> np.ndarray:
@@ -372,11 +377,16 @@ class Store(ABC):
         top_k: int = 5,
         doc_filter: str | None = None,
         prefetch_k: int = 50,
+        doc_hashes: Sequence[str] | None = None,
     ) -> list[Hit]:
-        """Search pages. `visual` needs `vector`, `text` needs `text`, `hybrid` both (one fused query)."""
+        """Search pages. `visual` needs `vector`, `text` needs `text`, `hybrid` both (one fused query).
+
+        `doc_hashes` keeps only those documents' pages (how `docrag search --filter doc=` resolves a name through
+        the manifest, see `indexing.resolve`); `doc_filter` matches the payload's hash or first-stored path.
+        """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if top_k <= 0:
+        if top_k <= 0 or (doc_hashes is not None and not doc_hashes):
             return []
         need_text = mode in ("text", "hybrid")
         need_vec = mode in ("visual", "hybrid")
@@ -400,7 +410,7 @@ class Store(ABC):
             if mode == "hybrid" and sparse is not None and sparse.is_empty:
                 sparse = None  # fuse the dense side alone rather than send an empty sparse query
             rows = self._search(
-                mode, sparse, dense, _doc_filter(doc_filter), int(top_k), max(int(prefetch_k), int(top_k))
+                mode, sparse, dense, _doc_filter(doc_filter, doc_hashes), int(top_k), max(int(prefetch_k), int(top_k))
             )
         return [Hit.from_payload(payload, score) for score, payload in rows]
 

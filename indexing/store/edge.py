@@ -162,6 +162,8 @@ class EdgeStore(Store):
         qe = self._qe
         if c[0] == "eq":
             return qe.FieldCondition(c[1], match=qe.MatchValue(c[2]))
+        if c[0] == "any":
+            return qe.FieldCondition(c[1], match=qe.MatchAny(list(c[2])))
         if c[0] == "text":
             return qe.FieldCondition(c[1], match=qe.MatchText(c[2]))
         if c[0] == "has_vector":

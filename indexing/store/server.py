@@ -25,6 +25,11 @@ from .base import (
 )
 
 
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:200] if text else type(exc).__name__
+
+
 class QdrantClientStore(Store):
     """A collection on a Qdrant server/cluster (`url`), or in qdrant-client's local mode (`path`, `location`)."""
 
@@ -61,10 +66,23 @@ class QdrantClientStore(Store):
         except RuntimeError as exc:
             if "already accessed" in str(exc):
                 raise IndexBusy(path or location or "", "another process has the local Qdrant folder open") from None
+            if url is not None:
+                raise StoreError(f"cannot use Qdrant at {url}: {_one_line(exc)}") from None
             raise
+        except ValueError as exc:  # e.g. a malformed URL
+            if url is None:
+                raise
+            raise StoreError(f"cannot use Qdrant at {url}: {_one_line(exc)}") from None
         self._closed = False
         where = f"collection {collection!r}"
-        if self._client.collection_exists(collection):
+        try:
+            exists = self._client.collection_exists(collection)
+        except Exception as exc:  # httpx/grpc errors wrapped by qdrant-client: one line naming the URL
+            if not self._remote:
+                raise
+            self._client.close()
+            raise StoreError(f"cannot reach Qdrant at {url}: {_one_line(exc)}") from None
+        if exists:
             info = self._client.get_collection(collection)
             params = info.config.params
             if TEXT not in (params.sparse_vectors or {}):
@@ -107,6 +125,8 @@ class QdrantClientStore(Store):
         m = self._m
         if c[0] == "eq":
             return m.FieldCondition(key=c[1], match=m.MatchValue(value=c[2]))
+        if c[0] == "any":
+            return m.FieldCondition(key=c[1], match=m.MatchAny(any=list(c[2])))
         if c[0] == "text":
             # MatchText on a keyword field (no full-text index) is a substring match, on every server version
             return m.FieldCondition(key=c[1], match=m.MatchText(text=c[2]))

@@ -51,6 +51,7 @@ def test_index_summary_and_status(indexed, tiny_encoder):
     assert status["documents"] == 4 and status["pages"] == 2 + 1 + 1 + 30
     assert status["pages_with_visual"] == status["pages"]
     assert status["store_bytes"] > 0 and status["encoder"] == str(tiny_encoder)
+    assert 0 < status["page_image_bytes_per_page"] == round(status["page_image_bytes"] / status["pages"])
 
 
 def test_reindex_is_a_no_op(indexed):
@@ -146,7 +147,11 @@ def test_search_during_a_running_index_waits_briefly_and_succeeds(tmp_path, debi
     first = docrag("index", str(docs / "sample-plain.pdf"), "--index-dir", str(idx), "--encoder", "none")
     assert first.returncode == 0
     indexer = subprocess.Popen([*DOCRAG, "index", str(docs), "--index-dir", str(idx), "--encoder", "none",
-                                "--batch-pages", "4"], cwd=ROOT, env={**os.environ, "DOCRAG_DPI": "72"},
+                                "--batch-pages", "4"], cwd=ROOT,
+                               # PNG, one encoding thread: slow enough that the run is still going when the search
+                               # comes, on a fast machine too
+                               env={**os.environ, "DOCRAG_DPI": "72", "DOCRAG_PAGE_FORMAT": "png",
+                                    "DOCRAG_PAGE_WRITE_THREADS": "1"},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(1.0)

@@ -48,6 +48,36 @@ def test_save_layout_and_round_trip(tmp_path, page_image, fmt):
     assert store.path(rel) == tmp_path / rel
 
 
+def test_jpeg_format_is_written_by_pillow(tmp_path, page_image):
+    store = PageStore(tmp_path, fmt="jpg")
+    assert store.fmt == "jpeg"
+    rel = store.save(H1, 3, page_image)
+    assert rel == f"pages/{H1[:2]}/{H1}/00003.jpg" and store.exists(H1, 3) and store.pages(H1) == [3]
+    with Image.open(store.path(rel)) as saved:
+        assert saved.format == "JPEG" and saved.size == page_image.size
+
+
+def test_webp_method_trades_size_for_time(tmp_path, page_image):
+    fast = PageStore(tmp_path / "m0", webp_method=0)
+    slow = PageStore(tmp_path / "m4", webp_method=4)
+    assert PageStore(tmp_path).webp_method == 0  # the default: the fastest effort
+    fast_bytes = fast.path(fast.save(H1, 1, page_image)).stat().st_size
+    assert fast_bytes > slow.path(slow.save(H1, 1, page_image)).stat().st_size
+
+
+def test_page_writer_pool_writes_every_page(tmp_path, page_image):
+    from indexing.pages import PageWriter
+
+    store = PageStore(tmp_path)
+    with PageWriter(store, threads=2) as writer:
+        # one image object per page, as rendering gives: Pillow keeps per-save state on the image object
+        futures = [writer.submit(H1, n, page_image.copy()) for n in range(1, 7)]
+        rels = [f.result() for f in futures]
+    assert rels == [store.relpath(H1, n) for n in range(1, 7)] and store.pages(H1) == list(range(1, 7))
+    with PageWriter(store, threads=0) as inline:  # no pool: written before submit returns
+        assert inline.submit(H2, 1, page_image).done() and store.exists(H2, 1)
+
+
 def test_webp_is_smaller_than_png(tmp_path, page_image):
     webp = PageStore(tmp_path / "w", fmt="webp").save(H1, 1, page_image)
     png = PageStore(tmp_path / "p", fmt="png").save(H1, 1, page_image)
@@ -135,8 +165,10 @@ def test_invalid_arguments(tmp_path):
     for rel in ["../secret.webp", "/etc/passwd", "other/x.webp", ""]:
         with pytest.raises(ValueError, match="not a page-store path"):
             store.path(rel)
-    with pytest.raises(ValueError, match="unknown page image format 'jpeg'"):
-        PageStore(tmp_path, fmt="jpeg")
+    with pytest.raises(ValueError, match="unknown page image format 'gif'"):
+        PageStore(tmp_path, fmt="gif")
+    with pytest.raises(ValueError, match="webp_method"):
+        PageStore(tmp_path, webp_method=7)
     with pytest.raises(ValueError, match="quality"):
         PageStore(tmp_path, quality=0)
     assert PageStore(tmp_path, fmt=".PNG").fmt == "png"

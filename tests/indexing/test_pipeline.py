@@ -46,16 +46,25 @@ class HistogramEmbedder:
 
 
 class CountingRenderer(PyMuPDFRenderer):
-    """The real renderer, counting the pages it renders."""
+    """The real renderer, counting the pages it renders and the documents it opens."""
 
     def __init__(self, **kw) -> None:
         super().__init__(dpi=48, **kw)
         self.rendered = 0
+        self.opened: list[Path] = []
 
-    def render(self, path, pages=None, on_problem=None):
-        for page in super().render(path, pages=pages, on_problem=on_problem):
-            self.rendered += 1
-            yield page
+    def open(self, path):
+        doc = super().open(path)
+        self.opened.append(Path(path))
+        inner = doc.render
+
+        def render(pages=None, on_problem=None):
+            for page in inner(pages, on_problem):
+                self.rendered += 1
+                yield page
+
+        doc.render = render
+        return doc
 
 
 class Recorder(Events):

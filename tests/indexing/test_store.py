@@ -233,6 +233,18 @@ def test_doc_filter_restricts_results(make_store: StoreFactory) -> None:
     assert s.query(text="common", mode="text", doc_filter="nope") == []
 
 
+def test_doc_hashes_restrict_results_whatever_the_stored_path(make_store: StoreFactory) -> None:
+    rng = np.random.default_rng(16)
+    s = make_store()
+    pts = [page(d, n, text="shared words " + filler_text(rng), visual=unit(rng)) for d in "abc" for n in (1, 2)]
+    s.upsert(pts)
+    for mode in ("text", "visual", "hybrid"):
+        hits = s.query(text="shared words", vector=pts[0].visual, mode=mode, top_k=10, doc_hashes=["hash-b", "hash-c"])
+        assert len(hits) == 4 and {h.doc_hash for h in hits} == {"hash-b", "hash-c"}, mode
+    assert s.query(text="shared words", mode="text", doc_hashes=[]) == []  # a filter that matched nothing
+    assert len(s.query(text="shared words", mode="text", top_k=10)) == 6
+
+
 def test_set_visual_fills_pages_indexed_without_vectors(make_store: StoreFactory) -> None:
     rng = np.random.default_rng(7)
     s = make_store()
