@@ -87,60 +87,177 @@ def data_cpt(
     typer.echo(f"wrote {report.pages} pages of {report.documents} documents to {out}")
 
 
-# ---- stage 1: continual pre-training ---------------------------------------------------------------------------
+# ---- training stages (one launcher: config + overrides, torchrun for several processes) ------------------------
 
 
-@train_app.command("cpt")
-def cpt(
-    config: str = typer.Option("tiny", help="YAML config file, or a packaged one: tiny | 3b | 7b."),
-    base: str | None = typer.Option(None, help="Preset name (random init), checkpoint folder or hub id."),
-    data: list[str] | None = typer.Option(None, help="JSONL source, PATH or PATH:WEIGHT (repeatable)."),
-    out: Path | None = typer.Option(None, help="Output folder (checkpoints, logs, the final encoder)."),
-    max_steps: int | None = typer.Option(None, help="Optimizer steps (the schedule ends here)."),
-    stop_at: int | None = typer.Option(None, help="Stop and checkpoint after this step (same schedule)."),
-    save_every: int | None = typer.Option(None, help="Checkpoint every N steps (0: only at the end)."),
-    resume: bool = typer.Option(True, help="Continue from the newest checkpoint in OUT."),
-    nproc_per_node: int = typer.Option(1, help="Processes (GPUs) on this machine; >1 launches torchrun + FSDP."),
-) -> None:
-    """MoCa stage 1: joint MLM + MAE continual pre-training of a bidirectional encoder."""
+def _launch(stage: str, config_cls, run, config: str, overrides: dict, data: list[str] | None, resume: bool,
+            nproc_per_node: int, what_data: str) -> None:
+    """Load the stage's config, check its data, then run it here or under torchrun (FSDP2)."""
     import subprocess
     import sys
 
-    from moca_train.cpt import CPTConfig, resolve_config, run_cpt
+    from moca_train.checkpoint import CheckpointError
     from moca_train.data import DataError, Source
+    from moca_train.stages.common import resolve_config
 
-    overrides = {"base": base, "data": data or None, "train.out": str(out) if out else None,
-                 "train.max_steps": max_steps, "train.stop_at": stop_at, "train.save_every": save_every,
-                 "train.resume": None if resume else False}
+    overrides = {**overrides, "data": data or None, "train.resume": None if resume else False}
     try:
-        cfg = CPTConfig.load(config, overrides)
+        cfg = config_cls.load(config, overrides)
     except (FileNotFoundError, ValueError, TypeError) as e:
         fail(str(e))
     if not cfg.data:
-        fail("no training data: pass --data PATH (see `docrag train data cpt`) or list it in the config")
+        fail(f"no training data: pass --data PATH ({what_data}) or list it in the config")
     for src in cfg.data:
-        path = Source.parse(src).path
+        path = src["path"] if isinstance(src, dict) else Source.parse(src).path
         if not Path(path).is_file():
             fail(f"{path}: data file not found")
     if nproc_per_node > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc_per_node}",
-               "-m", "moca_train.cpt", "--config", str(resolve_config(config))]
+               "-m", f"moca_train.stages.{stage}", "--config", str(resolve_config(config, config_cls.PREFIX))]
         for key, flag in (("base", "--base"), ("train.out", "--out"), ("train.max_steps", "--max-steps"),
                           ("train.stop_at", "--stop-at"), ("train.save_every", "--save-every")):
-            if overrides[key] is not None:
+            if overrides.get(key) is not None:
                 cmd += [flag, str(overrides[key])]
         for src in data or []:
             cmd += ["--data", src]
         if not resume:
             cmd.append("--no-resume")
         raise typer.Exit(subprocess.call(cmd))
-    from moca_train.checkpoint import CheckpointError
-
     try:
-        summary = run_cpt(cfg)
+        summary = run(cfg)
     except (OSError, CheckpointError, DataError, ValueError) as e:
         fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
-    if summary["exported"]:
+    if summary.get("exported"):
         typer.echo(f"wrote encoder to {summary['exported']} (load it with `docrag index --encoder {summary['out']}`)")
     else:
         typer.echo(f"stopped at step {summary['step']}; checkpoint in {summary['out']}/checkpoints (rerun to resume)")
+
+
+def _overrides(base, out, max_steps, stop_at, save_every) -> dict:
+    return {"base": base, "train.out": str(out) if out else None, "train.max_steps": max_steps,
+            "train.stop_at": stop_at, "train.save_every": save_every}
+
+
+BaseOpt = typer.Option(None, help="Preset name (random init), checkpoint folder (e.g. a CPT output) or hub id.")
+OutOpt = typer.Option(None, help="Output folder (checkpoints, logs, the final encoder).")
+MaxStepsOpt = typer.Option(None, help="Optimizer steps (the schedule ends here).")
+StopAtOpt = typer.Option(None, help="Stop and checkpoint after this step (same schedule).")
+SaveEveryOpt = typer.Option(None, help="Checkpoint every N steps (0: only at the end).")
+ResumeOpt = typer.Option(True, help="Continue from the newest checkpoint in OUT.")
+NprocOpt = typer.Option(1, help="Processes (GPUs) on this machine; >1 launches torchrun + FSDP.")
+
+
+@train_app.command("cpt")
+def cpt(
+    config: str = typer.Option("tiny", help="YAML config file, or a packaged one: tiny | 3b | 7b."),
+    base: str | None = BaseOpt,
+    data: list[str] | None = typer.Option(None, help="JSONL source, PATH or PATH:WEIGHT (repeatable)."),
+    out: Path | None = OutOpt,
+    max_steps: int | None = MaxStepsOpt,
+    stop_at: int | None = StopAtOpt,
+    save_every: int | None = SaveEveryOpt,
+    resume: bool = ResumeOpt,
+    nproc_per_node: int = NprocOpt,
+) -> None:
+    """MoCa stage 1: joint MLM + MAE continual pre-training of a bidirectional encoder."""
+    from moca_train.stages.cpt import CPTConfig, run_cpt
+
+    _launch("cpt", CPTConfig, run_cpt, config, _overrides(base, out, max_steps, stop_at, save_every), data, resume,
+            nproc_per_node, "see `docrag train data cpt`")
+
+
+@train_app.command("contrastive")
+def contrastive(
+    config: str = typer.Option("tiny", help="YAML config file, or a packaged one: tiny | 3b | 7b (cl_*.yaml)."),
+    base: str | None = BaseOpt,
+    data: list[str] | None = typer.Option(None, help="Pair JSONL source, PATH or PATH:WEIGHT (repeatable)."),
+    out: Path | None = OutOpt,
+    max_steps: int | None = MaxStepsOpt,
+    stop_at: int | None = StopAtOpt,
+    save_every: int | None = SaveEveryOpt,
+    resume: bool = ResumeOpt,
+    nproc_per_node: int = NprocOpt,
+) -> None:
+    """MoCa stage 2: heterogeneous contrastive fine-tuning (InfoNCE, task-aware batches, GradCache)."""
+    from moca_train.stages.contrastive import ContrastiveConfig, run_contrastive
+
+    _launch("contrastive", ContrastiveConfig, run_contrastive, config,
+            _overrides(base, out, max_steps, stop_at, save_every), data, resume, nproc_per_node,
+            "pair rows: query, pos/pos_image, negs/neg_images")
+
+
+# ---- hard negatives ---------------------------------------------------------------------------------------------
+
+
+@train_app.command("mine")
+def mine(
+    pairs: Path = typer.Argument(..., help="Pair JSONL to add hard negatives to."),
+    out: Path = typer.Option(..., help="Pair JSONL to write."),
+    index_dir: Path = typer.Option(..., help="Index folder to mine from (`docrag index` output)."),
+    encoder: str | None = typer.Option(None, help="Trained encoder (the one the index was built with): visual search."),
+    bm25: bool = typer.Option(False, "--bm25", help="Mine with BM25 over the pages' text layer instead."),
+    negatives: int = typer.Option(2, help="Hard negatives to add per query."),
+    window: int = typer.Option(1, help="Skip pages of the positive's document within this many pages of it."),
+    top_k: int = typer.Option(30, help="Candidates retrieved per query."),
+    replace: bool = typer.Option(False, "--replace", help="Drop the rows' own negatives first."),
+) -> None:
+    """Add hard negatives to a pair file: the top pages a retriever finds that are not the answer."""
+    from indexing.lock import IndexBusy
+    from moca_train.data import DataError
+    from moca_train.data.mining import Candidate, MiningReport, mine_hard_negatives
+    from moca_train.data.pairs import read_pairs, write_pairs
+
+    from .config import load_config
+    from .service import DocRag, EncoderUnavailable
+
+    if bool(encoder) == bm25:
+        fail("choose one retriever: --encoder PATH (visual) or --bm25 (text)")
+    if negatives <= 0 or window < 0 or top_k <= 0:
+        fail("--negatives and --top-k must be positive, --window not negative")
+    if not pairs.is_file():
+        fail(f"{pairs}: pair file not found")
+    if not index_dir.is_dir():
+        fail(f"{index_dir}: no such index folder")
+    try:
+        rows = read_pairs(pairs)
+        svc = DocRag(load_config({"index_dir": index_dir, "encoder": encoder or "none"}))
+    except (DataError, ValueError) as e:
+        fail(str(e))
+    mode = "text" if bm25 else "visual"
+
+    def search(query: str) -> list[Candidate]:
+        if not query.strip():  # an image-only query: nothing to search with here
+            return []
+        hits = svc.search(query, top_k=top_k, mode=mode)
+        return [Candidate(h.doc_path, h.page, str(svc.config.index_dir / h.image_path), h.text) for h in hits]
+
+    report = MiningReport()
+    try:
+        n = write_pairs(mine_hard_negatives(rows, search, k=negatives, window=window, replace_existing=replace,
+                                            report=report), out)
+    except IndexBusy as e:
+        fail(f"{e} (try again when it finishes)")
+    except (EncoderUnavailable, ValueError, KeyError) as e:
+        fail(str(e).strip("'\""))
+    typer.echo(f"wrote {n} rows with {report.negatives} hard negatives to {out}"
+               + (f" ({report.short} rows got fewer than {negatives})" if report.short else ""))
+
+
+@train_app.command("cocoa")
+def cocoa(
+    config: str = typer.Option("tiny", help="YAML config file, or a packaged one: tiny | 3b | 7b (cocoa_*.yaml)."),
+    base: str | None = BaseOpt,
+    data: list[str] | None = typer.Option(None, help="Reconstruction rows (CPT format + optional target), PATH[:W]."),
+    out: Path | None = OutOpt,
+    max_steps: int | None = MaxStepsOpt,
+    stop_at: int | None = StopAtOpt,
+    save_every: int | None = SaveEveryOpt,
+    resume: bool = ResumeOpt,
+    nproc_per_node: int = NprocOpt,
+) -> None:
+    """CoCoA: EOS-bridged reconstruction (block attention mask), then contrastive training with EOS pooling
+    when the config has a `contrastive:` section. --max-steps etc. apply to the reconstruction phase."""
+    from moca_train.stages.cocoa import CocoaConfig, run_cocoa
+
+    _launch("cocoa", CocoaConfig, run_cocoa, config, _overrides(base, out, max_steps, stop_at, save_every), data,
+            resume, nproc_per_node, "see `docrag train data cpt`: page rows work as they are")

@@ -30,10 +30,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import PEAK_BF16_FLOPS, ROOT, device_name, print_table, write_json  # noqa: E402
 from moca_train.collators import IGNORE_INDEX, CPTCollator  # noqa: E402
-from moca_train.cpt import CPTConfig, CPTModel, CPTSteps, enable_checkpointing, load_base_processor  # noqa: E402
 from moca_train.modeling import flops_per_token  # noqa: E402
 from moca_train.presets import build_model  # noqa: E402
 from moca_train.processing import MAX_PIXELS, MIN_PIXELS  # noqa: E402
+from moca_train.stages.cpt import CPTConfig, CPTModel, CPTSteps, enable_checkpointing, load_base_processor  # noqa: E402
 
 PAGE_TEXT = ("Quarterly report. Revenue by region grew in every market while operating costs fell. "
              "Table 3 lists the inverter faults after rain; section 4 explains the cleaning schedule. ") * 6

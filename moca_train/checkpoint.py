@@ -122,7 +122,9 @@ def read_encoder_settings(path: str | os.PathLike) -> dict:
     return json.loads(f.read_text()) if f.is_file() else {}
 
 
-def save_checkpoint(model: PreTrainedModel, processor, out: str | os.PathLike, settings: dict | None = None) -> Path:
+def save_pretrained_encoder(
+    model: PreTrainedModel, processor, out: str | os.PathLike, settings: dict | None = None
+) -> Path:
     """Write model, tokenizer and image-processor files (standard layout) plus docrag's settings."""
     from .processing import save_processor
 

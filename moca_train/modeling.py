@@ -22,7 +22,7 @@ from .checkpoint import (
     read_encoder_settings,
     resolve_device,
     resolve_dtype,
-    save_checkpoint,
+    save_pretrained_encoder,
 )
 from .pooling import POOLINGS, pool
 from .processing import image_grid, load_processor, pixel_bounds
@@ -90,7 +90,7 @@ class MoCaEncoder:
 
     def save_pretrained(self, out: str | os.PathLike) -> Path:
         """Standard Qwen-VL layout (+ tokenizer, image processor, ``docrag_encoder.json``)."""
-        return save_checkpoint(self.model, self.processor, out, settings=self.settings())
+        return save_pretrained_encoder(self.model, self.processor, out, settings=self.settings())
 
     def settings(self) -> dict:
         lo, hi = pixel_bounds(self.processor.image_processor)

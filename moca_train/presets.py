@@ -118,7 +118,7 @@ def init_checkpoint(
     min_pixels: int | None = None, max_pixels: int | None = None,
 ):
     """Write a complete, loadable checkpoint folder of a randomly initialised encoder."""
-    from .checkpoint import save_checkpoint
+    from .checkpoint import save_pretrained_encoder
     from .processing import load_processor, pixel_bounds
 
     if preset not in PRESETS:
@@ -127,4 +127,4 @@ def init_checkpoint(
     model = build_model(preset, processor.tokenizer, family=family, seed=seed)
     lo, hi = pixel_bounds(processor.image_processor)
     settings = {"pooling": pooling, "min_pixels": lo, "max_pixels": hi, "format": 1, "preset": preset}
-    return save_checkpoint(model, processor, out, settings=settings)
+    return save_pretrained_encoder(model, processor, out, settings=settings)

@@ -1,4 +1,4 @@
-"""One trainer for every stage (CPT now; contrastive and CoCoA later), readable top to bottom.
+"""One trainer for every stage (CPT, contrastive, CoCoA), readable top to bottom.
 
 What it does: distributed set-up from the torchrun environment (gloo on CPU, nccl on GPU), FSDP2
 (`torch.distributed.fsdp.fully_shard` on each unit the task names, then on the whole model), AdamW,
@@ -39,6 +39,8 @@ from torch import nn
 CHECKPOINTS = "checkpoints"
 LOG_FILE = "train_log.jsonl"
 DONE_FILE = "trainer.json"  # written last: a checkpoint folder without it is incomplete
+# Columns the trainer adds to every log row (the rest are the task's metrics).
+TRAINER_COLUMNS = ("step", "max_steps", "tokens", "grad_norm", "lr", "step_time", "tokens_per_s")
 
 
 @dataclass
@@ -134,6 +136,12 @@ class Task(Protocol):
     def export(self, state_dict: dict[str, torch.Tensor], out: Path) -> None:
         """Write the final artefact from the full (unsharded, CPU) model state dict. Rank 0 only."""
         ...
+
+
+# Optional on a Task: ``forward_backward(model, batch, totals, scale, autocast) -> metrics`` runs the
+# micro-batch's forward and backward passes itself (e.g. GradCache: several chunked passes); the
+# gradients it leaves must be those of ``scale x`` its share of the step loss, and each forward must
+# run under ``autocast()``. Without it the trainer calls `loss` and backpropagates.
 
 
 # ---- distributed ---------------------------------------------------------------------------------------------
@@ -330,8 +338,10 @@ class TrainLog:
             for k, v in row.items():
                 if k != "step" and isinstance(v, int | float):
                     self.writer.add_scalar(f"train/{k}", v, row["step"])
+        # Whatever metrics the task returns, loss first, then the trainer's own columns.
+        task_keys = [k for k in row if k not in TRAINER_COLUMNS and k != "loss" and isinstance(row[k], int | float)]
         parts = [f"step {row['step']}/{row['max_steps']}"]
-        for k in ("loss", "mlm_loss", "mae_loss", "mlm_acc", "lr", "grad_norm", "tokens_per_s"):
+        for k in ("loss", *task_keys, "lr", "grad_norm", "tokens_per_s"):
             if k in row:
                 v = row[k]
                 parts.append(f"{k} {v:.3g}" if k in ("lr",) else f"{k} {v:.4f}" if abs(v) < 1000 else f"{k} {v:.0f}")
@@ -384,9 +394,11 @@ def _model_optim_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> di
     return {"model": model_sd, "optim": optim_sd}
 
 
-def save_checkpoint(
+def save_train_state(
     out: Path, step: int, model, optimizer, scheduler, data_state: dict, d: Dist, config: TrainConfig
 ) -> Path:
+    """The resume state (model + optimizer shards, schedule, data position, RNG) as OUT/checkpoints/step_N.
+    Not a model export: that is the task's `export` (`moca_train.checkpoint.save_pretrained_encoder`)."""
     import torch.distributed.checkpoint as dcp
 
     path = out / CHECKPOINTS / f"step_{step:07d}"
@@ -410,7 +422,7 @@ def save_checkpoint(
     return path
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler, d: Dist) -> dict:
+def load_train_state(path: Path, model, optimizer, scheduler, d: Dist) -> dict:
     """Restore model, optimizer, scheduler and RNG in place; returns the rank's saved state."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import set_state_dict
@@ -519,7 +531,7 @@ class Trainer:
         start = 0
         ckpt = latest_checkpoint(out) if cfg.resume else None
         if ckpt is not None:
-            saved = load_checkpoint(ckpt, model, optimizer, scheduler, d)
+            saved = load_train_state(ckpt, model, optimizer, scheduler, d)
             start = int(saved["step"])
             steps.load_state_dict(saved["data"])
             data_state = saved["data"]
@@ -532,6 +544,10 @@ class Trainer:
         prefetch = Prefetcher(steps, cfg.prefetch, pin_memory=d.device.type == "cuda") if start < end else None
         last: dict = {}
         step = start
+        custom_backward = callable(getattr(task, "forward_backward", None))
+
+        def autocast():
+            return torch.autocast(d.device.type, dtype=amp) if amp else contextlib.nullcontext()
         try:
             # 4. The loop: one iteration = one optimizer step over grad_accum micro-batches per rank.
             while step < end:
@@ -541,11 +557,14 @@ class Trainer:
                 sums: dict[str, float] = {}
                 for batch in micro:
                     batch = to_device(batch, d.device)
-                    ctx = torch.autocast(d.device.type, dtype=amp) if amp else contextlib.nullcontext()
-                    with ctx:
-                        loss, metrics = task.loss(model, batch, totals)
-                    # FSDP averages gradients over ranks; the loss is already a share of the global sum.
-                    (loss * d.world).backward()
+                    if custom_backward:
+                        # The task runs its own forward/backward passes (GradCache), each under `autocast()`.
+                        metrics = task.forward_backward(model, batch, totals, scale=float(d.world), autocast=autocast)
+                    else:
+                        with autocast():
+                            loss, metrics = task.loss(model, batch, totals)
+                        # FSDP averages gradients over ranks; the loss is already a share of the global sum.
+                        (loss * d.world).backward()
                     for k, v in metrics.items():
                         sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
                 grad_norm = _clip(params, cfg.grad_clip)
@@ -564,7 +583,7 @@ class Trainer:
                 if step % cfg.log_every == 0 or step == end:
                     log.log(row)
                 if (cfg.save_every and step % cfg.save_every == 0) or step == end:
-                    save_checkpoint(out, step, model, optimizer, scheduler, data_state, d, cfg)
+                    save_train_state(out, step, model, optimizer, scheduler, data_state, d, cfg)
         finally:
             if prefetch is not None:
                 prefetch.close()

@@ -40,7 +40,7 @@ STEPS = 40
 
 
 def tiny_cpt_config(data: list, out: Path, **train):
-    from moca_train.cpt import CPTConfig
+    from moca_train.stages.cpt import CPTConfig
 
     settings = {
         "out": str(out), "max_steps": STEPS, "lr": 3.0e-3, "warmup_ratio": 0.1, "grad_clip": 5.0, "precision": "fp32",
@@ -75,7 +75,7 @@ def cpt_jsonl(tmp_path_factory, debian_pdfs) -> Path:
 @pytest.fixture(scope="session")
 def straight_run(cpt_jsonl, tmp_path_factory) -> Path:
     """40 steps of the tiny preset in one go (checkpoint every 20, TensorBoard on)."""
-    from moca_train.cpt import run_cpt
+    from moca_train.stages.cpt import run_cpt
 
     out = tmp_path_factory.mktemp("cpt-straight")
     summary = run_cpt(tiny_cpt_config([str(cpt_jsonl)], out, save_every=20, tensorboard=True))
@@ -86,7 +86,7 @@ def straight_run(cpt_jsonl, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def resumed_run(cpt_jsonl, tmp_path_factory) -> Path:
     """The same run stopped after step 20, then resumed by a fresh trainer to step 40."""
-    from moca_train.cpt import run_cpt
+    from moca_train.stages.cpt import run_cpt
 
     out = tmp_path_factory.mktemp("cpt-resumed")
     first = run_cpt(tiny_cpt_config([str(cpt_jsonl)], out, save_every=20, stop_at=20))
@@ -94,3 +94,56 @@ def resumed_run(cpt_jsonl, tmp_path_factory) -> Path:
     second = run_cpt(tiny_cpt_config([str(cpt_jsonl)], out, save_every=20))
     assert second["step"] == STEPS
     return out
+
+
+# ---- contrastive (stage 2): pairs from real Debian PDF pages --------------------------------------------------
+
+
+def _page_pairs(pages_jsonl: Path) -> tuple[list[dict], list[dict]]:
+    """(query -> page image pairs with 2 hard negatives, query -> text pairs) from CPT page rows."""
+    import json
+
+    rows = [json.loads(line) for line in pages_jsonl.read_text().splitlines()]
+    images, texts = [], []
+    for i, r in enumerate(rows):
+        words = r["text"].replace("<image>", "").split()
+        images.append({"query": " ".join(words[2:14]) or f"page {i}", "pos_image": r["images"][0],
+                       "neg_images": [rows[(i + 1) % len(rows)]["images"][0]], "negs": [" ".join(words[-12:])],
+                       "pos_doc": "manual.pdf", "pos_page": i + 1})
+        texts.append({"query": " ".join(words[2:10]) or f"p{i}", "pos": " ".join(words[10:40]) or f"text {i}"})
+    return images, texts
+
+
+@pytest.fixture(scope="session")
+def pair_sources(tmp_path_factory, debian_pdfs) -> dict[str, Path]:
+    """Two pair sources from 12 pages of the AMC manual: 'pages' (query -> page image, hard negatives:
+    the next page and a text) and 'text' (query -> text)."""
+    from moca_train.data import build_cpt_data
+    from moca_train.data.pairs import write_pairs
+
+    root = tmp_path_factory.mktemp("pairs")
+    pages = root / "pages_cpt.jsonl"
+    report = build_cpt_data([debian_pdfs["auto-multiple-choice.en.pdf"]], pages, max_pages=12, dpi=36)
+    assert report.pages == 12
+    images, texts = _page_pairs(pages)
+    write_pairs(images, root / "pages.jsonl")
+    write_pairs(texts, root / "text.jsonl")
+    return {"pages": root / "pages.jsonl", "text": root / "text.jsonl"}
+
+
+def tiny_cl_config(data: list, out: Path, *, train: dict | None = None, **settings):
+    from moca_train.stages.contrastive import ContrastiveConfig
+
+    t = {"out": str(out), "max_steps": 4, "lr": 1.0e-3, "warmup_ratio": 0.0, "grad_clip": 5.0, "precision": "fp32",
+         "gradient_checkpointing": False, "tensorboard": False, "prefetch": 0, "log_every": 1, "seed": 0}
+    t.update(train or {})
+    base = {"base": "tiny", "data": data, "min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS, "max_text_tokens": 48,
+            "batch_size": 3, "hard_negatives": 2, "seed": 0, "train": t}
+    base.update(settings)
+    return ContrastiveConfig.from_dict(base)
+
+
+@pytest.fixture(scope="session")
+def make_cl_config():
+    """`tiny_cl_config(data, out, train={...}, **settings)`: the tests' tiny contrastive settings."""
+    return tiny_cl_config

@@ -12,8 +12,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from moca_train.collators import CPTCollator
-from moca_train.cpt import CPTConfig, CPTModel, CPTTask, merge_lora, run_cpt
 from moca_train.data import CPTRow
+from moca_train.stages.cpt import CPTConfig, CPTModel, CPTTask, merge_lora, run_cpt
 from moca_train.trainer import read_train_log
 
 

@@ -113,7 +113,7 @@ def test_stream_resumes_exactly_from_its_state(tmp_path, shuffle_buffer):
 
 
 def test_cpt_steps_resume_and_respect_the_token_budget(cpt_jsonl, make_cpt_config, tmp_path):
-    from moca_train.cpt import CPTTask
+    from moca_train.stages.cpt import CPTTask
 
     cfg = make_cpt_config([str(cpt_jsonl)], tmp_path)
     task = CPTTask(cfg)

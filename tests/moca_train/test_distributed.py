@@ -12,7 +12,7 @@ import numpy as np
 import yaml
 from safetensors.torch import load_file
 
-from moca_train.cpt import run_cpt
+from moca_train.stages.cpt import run_cpt
 from moca_train.trainer import read_train_log
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +28,7 @@ def test_torchrun_two_processes_agree_with_single_process(cpt_jsonl, make_cpt_co
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "moca_train.cpt", "--config", str(path)],
+         "-m", "moca_train.stages.cpt", "--config", str(path)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

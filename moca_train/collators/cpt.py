@@ -10,7 +10,7 @@ decoded: `prepare(row)` tokenises the text, sizes each image from its file heade
 * MAE: every merged visual token (2x2 ViT patches = 4 rows of ``pixel_values``) is chosen with
   probability ``mae_ratio``; ``mae_mask`` marks them and ``mae_targets`` holds their original
   normalised pixel rows. ``pixel_values`` stay unmasked here: the model replaces the chosen rows at
-  the vision input (see `moca_train.cpt`).
+  the vision input (see `moca_train.stages.cpt`).
 """
 
 from __future__ import annotations
@@ -20,34 +20,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .batching import modality_cost
-from .data import IMAGE_PLACEHOLDER, CPTRow, image_size, load_image
-from .processing import image_grid, special_token_ids
-
-MASK_TOKEN = "<|mask|>"
-IGNORE_INDEX = -100
-
-
-def ensure_mask_token(tokenizer) -> int:
-    """The id of ``<|mask|>``, adding it as a special token when the tokenizer lacks it.
-
-    With Qwen's tokenizer it lands on 151665, inside the 151,936-row embedding matrix, so the model
-    needs no resize (`check_vocab` says when one does).
-    """
-    tid = tokenizer.convert_tokens_to_ids(MASK_TOKEN)
-    if tid is None or tid == tokenizer.unk_token_id:
-        from tokenizers import AddedToken
-
-        tokenizer.add_tokens([AddedToken(MASK_TOKEN, special=True, normalized=False)], special_tokens=True)
-        tid = tokenizer.convert_tokens_to_ids(MASK_TOKEN)
-    return int(tid)
-
-
-def check_vocab(model, tokenizer) -> None:
-    """Grow the embedding matrix only when the tokenizer outgrew it (never for Qwen + ``<|mask|>``)."""
-    rows = model.get_input_embeddings().weight.shape[0]
-    if len(tokenizer) > rows:
-        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)
+from ..batching import modality_cost
+from ..data import IMAGE_PLACEHOLDER, CPTRow, image_size, load_image
+from ..processing import image_grid, special_token_ids
+from .common import IGNORE_INDEX, ensure_mask_token
 
 
 @dataclass
@@ -115,7 +91,7 @@ class CPTCollator:
         """(t, h, w) ViT patches of an image of ``size`` (w, h) at this processor's resolution."""
         return image_grid(self.processor.image_processor, size)
 
-    def _text_ids(self, text: str) -> list[int]:
+    def text_ids(self, text: str) -> list[int]:
         if not text:
             return []
         # split_special_tokens: a page that prints "<|im_end|>" is text, not a control token.
@@ -134,7 +110,7 @@ class CPTCollator:
         n_image_tokens = 0
         truncated = False
         for k, piece in enumerate(pieces):
-            text_ids = self._text_ids(piece)
+            text_ids = self.text_ids(piece)
             room = self.max_len - len(ids)
             if len(text_ids) > room:
                 ids.extend(text_ids[: max(room, 0)])
@@ -213,4 +189,4 @@ class CPTCollator:
         return batch
 
 
-__all__ = ["IGNORE_INDEX", "MASK_TOKEN", "CPTCollator", "CPTSample", "check_vocab", "ensure_mask_token"]
+__all__ = ["CPTCollator", "CPTSample"]

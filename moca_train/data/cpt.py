@@ -10,9 +10,7 @@ them by weight with a per-sample seeded RNG, and can stop and resume exactly fro
 
 from __future__ import annotations
 
-import base64
-import binascii
-import io
+import dataclasses
 import json
 import logging
 import os
@@ -21,16 +19,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
 from torch.utils.data import IterableDataset
+
+from .common import DataError, Source, iter_jsonl
 
 log = logging.getLogger(__name__)
 
 IMAGE_PLACEHOLDER = "<image>"
-
-
-class DataError(ValueError):
-    """A row that cannot be used (bad JSON, wrong fields, placeholder/image count mismatch, unreadable image)."""
 
 
 @dataclass
@@ -62,92 +57,7 @@ def parse_row(obj: object, base_dir: str | os.PathLike = ".", source: str = "") 
     return CPTRow(text=text, images=list(images), base_dir=str(base_dir), source=source)
 
 
-# ---- images ---------------------------------------------------------------------------------------------------
-
-
-def _image_bytes(ref: str) -> bytes:
-    """Decode a ``data:[mime];base64,...`` URI."""
-    header, _, payload = ref.partition(",")
-    if not header.endswith(";base64"):
-        raise DataError(f"only base64 data URIs are supported (got {header[:40]!r})")
-    try:
-        return base64.b64decode(payload, validate=False)
-    except (binascii.Error, ValueError) as e:
-        raise DataError(f"bad base64 image data: {e}") from None
-
-
-def open_image(ref: str, base_dir: str | os.PathLike = ".") -> Image.Image:
-    """Open (lazily: header only until pixels are needed) the image a row refers to."""
-    try:
-        if ref.startswith("data:"):
-            return Image.open(io.BytesIO(_image_bytes(ref)))
-        path = Path(ref)
-        if not path.is_absolute():
-            path = Path(base_dir) / path
-        return Image.open(path)
-    except (OSError, Image.DecompressionBombError) as e:
-        raise DataError(f"cannot open image {ref[:80]!r}: {e}") from None
-
-
-def load_image(ref: str, base_dir: str | os.PathLike = ".") -> Image.Image:
-    """The image a row refers to, decoded, RGB."""
-    with open_image(ref, base_dir) as im:
-        try:
-            return im.convert("RGB")
-        except OSError as e:
-            raise DataError(f"cannot decode image {ref[:80]!r}: {e}") from None
-
-
-def image_size(ref: str, base_dir: str | os.PathLike = ".") -> tuple[int, int]:
-    """(width, height) from the file header, without decoding the pixels."""
-    with open_image(ref, base_dir) as im:
-        return im.size
-
-
-def data_uri(image: Image.Image, fmt: str = "PNG") -> str:
-    """An image as a ``data:`` URI (for rows that carry their images inline)."""
-    buf = io.BytesIO()
-    image.save(buf, format=fmt)
-    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 # ---- streaming + mixing ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Source:
-    """A JSONL file and its mixing weight."""
-
-    path: str
-    weight: float = 1.0
-
-    @classmethod
-    def parse(cls, spec: str | dict | Source) -> Source:
-        """``"data.jsonl"``, ``"data.jsonl:0.3"`` or ``{"path": ..., "weight": ...}``."""
-        if isinstance(spec, Source):
-            return spec
-        if isinstance(spec, dict):
-            return cls(str(spec["path"]), float(spec.get("weight", 1.0)))
-        path, sep, weight = str(spec).rpartition(":")
-        if sep and path:
-            try:
-                return cls(path, float(weight))
-            except ValueError:
-                pass
-        return cls(str(spec), 1.0)
-
-
-def iter_jsonl(path: str | os.PathLike, offset: int = 0) -> Iterator[tuple[int, int, bytes]]:
-    """(line start offset, next line offset, raw line) from a byte offset on, skipping blank lines."""
-    with open(path, "rb") as f:
-        f.seek(offset)
-        while True:
-            start = f.tell()
-            line = f.readline()
-            if not line:
-                return
-            if line.strip():
-                yield start, f.tell(), line
 
 
 class CPTStream(IterableDataset):
@@ -158,8 +68,12 @@ class CPTStream(IterableDataset):
     ``loop=True`` (training) an exhausted source starts over (its ``epoch`` counts the passes);
     with ``loop=False`` it leaves the mixture and the stream ends when all are exhausted.
     ``shuffle_buffer > 0`` adds a seeded shuffle buffer whose contents are part of the state.
-    Bad rows are skipped with a warning (a 30B-token run must not die on one broken line).
+    Bad rows are skipped with a warning (a 30B-token run must not die on one broken line). A subclass
+    reads another row format by overriding ``parse`` (a function like `parse_row`) and ``row_type``.
     """
+
+    parse = staticmethod(parse_row)
+    row_type = CPTRow
 
     def __init__(
         self,
@@ -246,12 +160,12 @@ class CPTStream(IterableDataset):
                 continue
             self.offsets[i] = end
             try:
-                row = parse_row(json.loads(line), base, source=src.path)
+                row = self.parse(json.loads(line), base, source=src.path)
             except (json.JSONDecodeError, UnicodeDecodeError, DataError) as e:
                 self.skipped += 1
                 log.warning("%s: skipped the row at byte %d: %s", src.path, start, str(e)[:200])
                 continue
-            return {"text": row.text, "images": row.images, "base_dir": base, "source": src.path}
+            return dataclasses.asdict(row)
 
     def _draw(self) -> dict | None:
         while True:
@@ -281,7 +195,7 @@ class CPTStream(IterableDataset):
         if row is None:
             return None
         self.emitted += 1
-        return CPTRow(**row)
+        return self.row_type(**row)
 
     def __iter__(self) -> Iterator[CPTRow]:
         while (row := self.next_row()) is not None:
@@ -372,19 +286,4 @@ def _doc_folder(path: Path) -> str:
     return f"{safe}-{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
 
 
-__all__ = [
-    "IMAGE_PLACEHOLDER",
-    "BuildReport",
-    "CPTRow",
-    "CPTStream",
-    "DataError",
-    "Source",
-    "build_cpt_data",
-    "data_uri",
-    "image_size",
-    "iter_jsonl",
-    "load_image",
-    "open_image",
-    "page_row",
-    "parse_row",
-]
+__all__ = ["IMAGE_PLACEHOLDER", "BuildReport", "CPTRow", "CPTStream", "build_cpt_data", "page_row", "parse_row"]
