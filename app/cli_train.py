@@ -261,3 +261,4 @@ def cocoa(
 
     _launch("cocoa", CocoaConfig, run_cocoa, config, _overrides(base, out, max_steps, stop_at, save_every), data,
             resume, nproc_per_node, "see `docrag train data cpt`: page rows work as they are")
+from . import cli_pipeline  # noqa: E402,F401  (registers `docrag train pipeline`)

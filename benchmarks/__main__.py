@@ -44,6 +44,7 @@ BENCHMARKS: dict[str, Bench] = {
                                                   "--out", str(QUICK / "store_query.json")]),
     "train_cpt": Bench("train_cpt.py", quick=["--smoke"], gpu_only=True),
     "eval": Bench("eval.py", quick=["--quick"]),
+    "cpt_ablation": Bench("cpt_ablation.py", quick=["--quick"], gpu_only=True),
 }
 
 # Runs a benchmark script with benchmarks.common's results folder pointed elsewhere (quick runs).

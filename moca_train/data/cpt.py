@@ -210,6 +210,7 @@ class BuildReport:
     documents: int = 0
     pages: int = 0
     problems: list[str] = field(default_factory=list)
+    images: dict[tuple[str, int], str] = field(default_factory=dict)  # (pdf, page) -> the row's image path
 
 
 def page_row(image_path: str, text: str) -> dict:
@@ -227,12 +228,15 @@ def build_cpt_data(
     max_pages: int | None = None,
     renderer: str = "pymupdf",
     progress: Callable[[str, int], None] | None = None,
+    keep: Callable[[Path, int], bool] | None = None,
 ) -> BuildReport:
     """Render PDFs (files or folders, scanned recursively) into CPT rows, one row per page.
 
     Page images go to ``image_dir`` (default ``<out folder>/pages``) as PNG; rows refer to them
     relative to the JSONL's folder. ``max_pages`` caps pages per document. ``progress(name, pages)``
-    is called after each page. Unreadable documents or pages are reported, not fatal. The JSONL is
+    is called after each page. ``keep(pdf, page)`` selects pages (default all; e.g. every page but a
+    held-out split's); ``report.images`` maps each written (pdf, page) to its row's image path.
+    Unreadable documents or pages are reported, not fatal. The JSONL is
     written to a temporary file and renamed, so a failed run never leaves half a file.
     """
     from indexing.render import DocumentError, make_renderer
@@ -254,14 +258,17 @@ def build_cpt_data(
             doc_dir.mkdir(parents=True, exist_ok=True)
             pages = range(1, max_pages + 1) if max_pages else None
             try:
-                if pages is not None:
-                    pages = range(1, min(max_pages, rend.page_count(src.path)) + 1)
+                if pages is not None or keep is not None:
+                    count = rend.page_count(src.path)
+                    last = min(max_pages or count, count)
+                    pages = [p for p in range(1, last + 1) if keep is None or keep(src.path, p)]
                 n = 0
                 for page in rend.render(src.path, pages=pages, on_problem=lambda p: report.problems.append(str(p))):
                     png = doc_dir / f"p{page.number:05d}.png"
                     page.image.save(png, format="PNG")
                     rel = os.path.relpath(png.resolve(), out_dir)
                     out.write(json.dumps(page_row(rel, page.text), ensure_ascii=False) + "\n")
+                    report.images[(str(src.path), page.number)] = rel
                     n += 1
                     report.pages += 1
                     if progress is not None:
