@@ -34,6 +34,9 @@ class Config:
     qdrant_collection: str = "docrag"
     top_k: int = 5
     mode: str = "auto"  # visual | text | hybrid | auto (hybrid when visual vectors exist)
+    # BM25 stemmer/stop-word language of a new index (Qdrant's names: english, french, japanese, ...); an
+    # existing index keeps the one it was built with. CJK runs are always indexed as character bigrams.
+    bm25_language: str | None = None
     lock_timeout_s: float = 10.0
     extra: dict[str, Any] = field(default_factory=dict)
 

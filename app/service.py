@@ -89,7 +89,8 @@ class DocRag:
         c = self.config
         return IndexOptions(renderer=c.renderer, dpi=c.dpi, max_pixels=c.max_page_pixels, page_format=c.page_format,
                             batch_pages=c.batch_pages, lock_timeout_s=c.lock_timeout_s, qdrant_url=c.qdrant_url,
-                            api_key=c.qdrant_api_key, collection=c.qdrant_collection, command=command)
+                            api_key=c.qdrant_api_key, collection=c.qdrant_collection, command=command,
+                            bm25_language=c.bm25_language)
 
     def index(self, paths: list[str | Path], prune: bool = False, events: Events | None = None) -> IndexReport:
         encoder = self.encoder()

@@ -68,9 +68,11 @@ class IndexOptions:
     api_key: str | None = None
     collection: str = "docrag"
     command: str = "docrag index"
+    bm25_language: str | None = None
 
     def store_settings(self) -> StoreSettings:
-        return StoreSettings(self.qdrant_url, self.api_key, self.collection, self.command, self.lock_timeout_s)
+        return StoreSettings(self.qdrant_url, self.api_key, self.collection, self.command, self.lock_timeout_s,
+                             self.bm25_language)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from indexing.bm25 import DEFAULT_LANGUAGE, Bm25Encoder, Sparse, encoder
+from indexing.tokenize import CJK_NONE, DEFAULT_CJK
 
 SCHEMA_VERSION = 1
 SCHEMA_FILE = "docrag_schema.json"
@@ -172,10 +173,11 @@ class Store(ABC):
 
     _upsert_batch = 256
 
-    def __init__(self, *, language: str, rrf_k: int = DEFAULT_RRF_K) -> None:
+    def __init__(self, *, language: str, rrf_k: int = DEFAULT_RRF_K, cjk: str = DEFAULT_CJK) -> None:
         self.language = language
+        self.cjk = cjk
         self.rrf_k = rrf_k
-        self._bm25: Bm25Encoder = encoder(language)
+        self._bm25: Bm25Encoder = encoder(language, cjk)
         self._dim: int | None = None
         self._lock = threading.RLock()
 
@@ -413,6 +415,7 @@ class Store(ABC):
             "distance": "cosine",
             "sparse": "bm25",
             "bm25_language": self.language,
+            "bm25_cjk": self.cjk,
             "created_at": created_at or utc_now(),
             **self._schema_extra,
         }
@@ -438,3 +441,10 @@ def _resolve_language(stored: str | None, asked: str | None, where: str) -> str:
     return stored or asked or DEFAULT_LANGUAGE
 
 
+
+
+def _resolve_cjk(schema: dict[str, Any], exists: bool) -> str:
+    """The CJK tokenisation of an index: recorded, else "none" for an index made before it was recorded."""
+    if not exists:
+        return DEFAULT_CJK
+    return str(schema.get("bm25_cjk") or CJK_NONE)

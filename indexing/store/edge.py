@@ -22,6 +22,7 @@ from .base import (
     _disk_usage,
     _Filter,
     _Record,
+    _resolve_cjk,
     _resolve_language,
     utc_now,
 )
@@ -69,7 +70,8 @@ class EdgeStore(Store):
                     raise StoreError(f"{schema_path} is not valid JSON: {exc}") from exc
             _check_schema(schema, str(self.path))
             super().__init__(
-                language=_resolve_language(schema.get("bm25_language"), language, str(self.path)), rrf_k=rrf_k
+                language=_resolve_language(schema.get("bm25_language"), language, str(self.path)), rrf_k=rrf_k,
+                cjk=_resolve_cjk(schema, exists=True),
             )
             self._created_at = schema.get("created_at") or utc_now()
             self._schema_extra = {"dense_index": schema.get("dense_index", "exact")}

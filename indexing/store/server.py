@@ -20,6 +20,7 @@ from .base import (
     _disk_usage,
     _Filter,
     _Record,
+    _resolve_cjk,
     _resolve_language,
     utc_now,
 )
@@ -71,7 +72,8 @@ class QdrantClientStore(Store):
                 raise StoreError(f"{where} exists but has no sparse vector {TEXT!r}: not a docrag collection")
             meta = (getattr(info.config, "metadata", None) or {}).get("docrag", {}) or {}
             _check_schema(meta, where)
-            super().__init__(language=_resolve_language(meta.get("bm25_language"), language, where), rrf_k=rrf_k)
+            super().__init__(language=_resolve_language(meta.get("bm25_language"), language, where), rrf_k=rrf_k,
+                             cjk=_resolve_cjk(meta, exists=True))
             self._created_at = meta.get("created_at") or utc_now()
             vectors = params.vectors if isinstance(params.vectors, dict) else {}
             self._dim = int(vectors[VISUAL].size) if VISUAL in vectors else None
