@@ -63,6 +63,12 @@ def index(
     renderer: str | None = typer.Option(None, help="pymupdf (default) | pdf2image."),
     dpi: int | None = typer.Option(None, help="Render resolution (default 144)."),
     batch_pages: int | None = typer.Option(None, help="Pages per write batch."),
+    ocr: str | None = typer.Option(None, "--ocr", help="OCR pages without a usable text layer: auto (default) | "
+                                   "always | never."),
+    ocr_lang: str | None = typer.Option(None, "--ocr-lang", help="OCR languages, Tesseract codes: eng+fra+jpn."),
+    ocr_engine: str | None = typer.Option(None, "--ocr-engine", help="tesseract (default) | rapidocr."),
+    bm25_language: str | None = typer.Option(None, "--bm25-language", help="Stemmer/stop words of a new index "
+                                             "(english, french, japanese, ...)."),
     qdrant_url: str | None = QdrantUrl,
     prune: bool = typer.Option(False, "--prune", help="Also remove files that disappeared from PATHS."),
     strict: bool = typer.Option(False, "--strict", help="Exit non-zero if any file failed."),
@@ -72,7 +78,8 @@ def index(
     from .progress import RichIndexEvents
 
     svc = _service(index_dir=index_dir, encoder=encoder, processor=processor, renderer=renderer, dpi=dpi,
-                   batch_pages=batch_pages, qdrant_url=qdrant_url)
+                   batch_pages=batch_pages, qdrant_url=qdrant_url, ocr=ocr, ocr_lang=ocr_lang, ocr_engine=ocr_engine,
+                   bm25_language=bm25_language)
     _run(svc.encoder)  # load (or decide against) the encoder before the progress bar starts
     for note in svc.notes:
         typer.secho(note, fg=typer.colors.YELLOW, err=True)
@@ -89,8 +96,13 @@ def index(
             + (f", {report.removed} removed" if prune else "")
             + f"; {report.pages_rendered} pages rendered"
             + (f", {report.visual_added} pages got visual vectors" if report.visual_added else "")
+            + (f", {report.ocr_pages} pages OCR'd" if report.ocr_pages else "")
+            + (f" ({report.ocr_cached} from the OCR cache)" if report.ocr_cached else "")
             + f" in {report.seconds:.1f} s"
         )
+    if report.pages_without_text and not json_out:
+        hint = f": {report.without_text_hint}" if report.without_text_hint else ""
+        typer.secho(f"{report.pages_without_text} pages without text{hint}", fg=typer.colors.YELLOW, err=True)
     if report.failed and (strict or not report.indexed_anything):
         raise typer.Exit(1)
 

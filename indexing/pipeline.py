@@ -23,10 +23,12 @@ import numpy as np
 from PIL import Image
 
 from .manifest import COMPLETE, PENDING, DocumentRecord, Manifest
+from .ocr import PageOcr, build_page_ocr
 from .pages import PageStore
 from .render import DocumentError, Page, PageProblem, Renderer, document_title, make_renderer
 from .scan import SourceFile, scan, sha256_file
 from .store import PagePoint, StoreSession, StoreSettings, WriterLock, utc_now
+from .text_dense import TextEmbedder, backfill_text_dense, embed_page_texts
 
 
 class Embedder(Protocol):
@@ -55,6 +57,9 @@ class Events:
 
     def message(self, text: str) -> None: ...
 
+    def ocr_pages(self, queued: int = 0, done: int = 0) -> None:
+        """Pages sent to the OCR engine (`queued`) and finished (`done`) since the last call."""
+
 
 @dataclass
 class IndexOptions:
@@ -69,6 +74,10 @@ class IndexOptions:
     collection: str = "docrag"
     command: str = "docrag index"
     bm25_language: str | None = None
+    ocr: str = "auto"  # auto | always | never (see indexing.ocr)
+    ocr_lang: str = "eng"  # Tesseract language codes, "eng+fra+jpn"
+    ocr_engine: str = "tesseract"  # or rapidocr
+    ocr_workers: int = 2
 
     def store_settings(self) -> StoreSettings:
         return StoreSettings(self.qdrant_url, self.api_key, self.collection, self.command, self.lock_timeout_s,
@@ -85,6 +94,11 @@ class IndexReport:
     pages: int = 0
     pages_rendered: int = 0
     visual_added: int = 0
+    text_dense_added: int = 0  # stored pages that got a dense text vector from their stored text (backfill)
+    ocr_pages: int = 0  # pages the OCR engine read in this run
+    ocr_cached: int = 0  # pages whose OCR text came from the cache
+    pages_without_text: int = 0  # pages indexed without usable text (scans with no OCR engine, OCR off)
+    without_text_hint: str = ""  # what to do about them ("install tesseract-ocr for OCR")
     problems: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -94,7 +108,8 @@ class IndexReport:
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("new", "changed", "unchanged", "failed", "removed", "pages",
-                                              "pages_rendered", "visual_added", "seconds")} | {
+                                              "pages_rendered", "visual_added", "text_dense_added", "ocr_pages",
+                                              "ocr_cached", "pages_without_text", "seconds")} | {
             "problems": [{"path": p, "reason": r} for p, r in self.problems]}
 
 
@@ -108,8 +123,10 @@ class Indexer:
         options: IndexOptions | None = None,
         events: Events | None = None,
         renderer: Renderer | None = None,
+        text_embedder: TextEmbedder | None = None,
     ) -> None:
         self.index_dir = Path(index_dir)
+        self.text_embedder = text_embedder
         self.index_dir.mkdir(parents=True, exist_ok=True)
         self.embedder = embedder
         self.opts = options or IndexOptions()
@@ -117,6 +134,7 @@ class Indexer:
         self.renderer = renderer or make_renderer(self.opts.renderer, dpi=self.opts.dpi,
                                                   max_pixels=self.opts.max_pixels)
         self.pages = PageStore(self.index_dir, fmt=self.opts.page_format)
+        self._ocr: PageOcr | None = None
 
     # ---- public ------------------------------------------------------------------------------
     def sync(self, paths: Iterable[str | Path], prune: bool = False) -> IndexReport:
@@ -127,6 +145,9 @@ class Indexer:
         with WriterLock(self.index_dir, self.opts.command), Manifest(self.index_dir) as manifest:
             dim = self.embedder.dim if self.embedder else None
             session = StoreSession(self.index_dir, self.opts.store_settings(), dim)
+            o = self.opts
+            self._ocr, report.without_text_hint = build_page_ocr(o.ocr, o.ocr_engine, o.ocr_lang, o.ocr_workers,
+                                                                 self.index_dir)
             try:
                 files, problems = scan(roots, exclude=[self.index_dir])
                 for problem in problems:
@@ -138,8 +159,11 @@ class Indexer:
                     report.removed = self._prune(roots, {str(f.path) for f in files}, manifest, session)
                 if self.embedder is not None:
                     report.visual_added = self._backfill_visual(manifest, session)
+                if self.text_embedder is not None:
+                    report.text_dense_added = self._backfill_text_dense(session)
                 self.pages.remove_stale_tmp()
             finally:
+                self._finish_ocr(report)
                 session.close(optimize=True)
         report.seconds = round(time.monotonic() - started, 3)
         return report
@@ -239,7 +263,7 @@ class Indexer:
             nonlocal stored, visual, batch
             if not batch and last < start:
                 return
-            points = self._points(batch, digest, path, title)
+            points = self._points(batch, digest, path, title, report)
             if points:
                 session.upsert(points)
             stored += len(points)
@@ -260,17 +284,41 @@ class Indexer:
         flush()
         return stored
 
-    def _points(self, batch: list[Page], digest: str, path: str, title: str) -> list[PagePoint]:
+    def _points(self, batch: list[Page], digest: str, path: str, title: str, report: IndexReport) -> list[PagePoint]:
         if not batch:
             return []
+        texts = self._page_texts(batch, path, report)
         image_paths = [self.pages.save(digest, p.number, p.image) for p in batch]
         vectors = self.embedder.encode_documents([p.image for p in batch]) if self.embedder else [None] * len(batch)
+        text_vectors = (embed_page_texts(self.text_embedder, [t.text for t in texts]) if self.text_embedder
+                        else [None] * len(batch))
         now = utc_now()
         return [
-            PagePoint(doc_hash=digest, doc_path=path, page=p.number, image_path=rel, text=p.text, title=title,
-                      indexed_at=now, visual=vec, sparse=None)
-            for p, rel, vec in zip(batch, image_paths, vectors, strict=True)
+            PagePoint(doc_hash=digest, doc_path=path, page=p.number, image_path=rel, text=t.text, title=title,
+                      indexed_at=now, visual=vec, sparse=None, text_source=t.source, ocr_engine=t.engine,
+                      text_dense=tvec)
+            for p, t, rel, vec, tvec in zip(batch, texts, image_paths, vectors, text_vectors, strict=True)
         ]
+
+    # ---- OCR (indexing.ocr): text for pages whose text layer is empty or garbage ------------
+    def _page_texts(self, batch: list[Page], path: str, report: IndexReport):
+        def failed(i: int, reason: str) -> None:
+            where = f"{path} page {batch[i].number}"
+            report.problems.append((where, reason))
+            self.events.problem(where, reason)
+
+        ocr = self._ocr or build_page_ocr("never", "", "", 1, self.index_dir)[0]
+        return ocr.texts([(p.image, p.text) for p in batch], on_failure=failed,
+                         on_progress=lambda queued, done: self.events.ocr_pages(queued, done))
+
+    def _finish_ocr(self, report: IndexReport) -> None:
+        if self._ocr is None:
+            return
+        stats = self._ocr.stats
+        report.ocr_pages, report.ocr_cached, report.pages_without_text = stats.recognized, stats.cached, \
+            stats.without_text
+        self._ocr.close()
+        self._ocr = None
 
     # ---- removal -----------------------------------------------------------------------------
     def _prune(self, roots: list[Path], seen: set[str], manifest: Manifest, session: StoreSession) -> int:
@@ -323,6 +371,16 @@ class Indexer:
             manifest.set_visual(digest, record.pages, self.embedder.name)
             self.events.file_finished(record.path, "visual vectors added")
         return added
+
+    # ---- dense text vectors for pages indexed without a text encoder (indexing.text_dense) ---
+    def _backfill_text_dense(self, session: StoreSession) -> int:
+        def on_start(n: int) -> None:
+            self.events.message(f"adding dense text vectors to {n} page(s) indexed without them")
+            self.events.file_started("text vectors", n)
+
+        return backfill_text_dense(session.get, self.text_embedder, self.opts.batch_pages,
+                                   on_batch=session.yield_if_wanted, on_start=on_start,
+                                   on_pages=self.events.pages_done)
 
     def _fail(self, report: IndexReport, path: str, reason: str) -> None:
         report.failed += 1
