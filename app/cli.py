@@ -24,6 +24,8 @@ app.add_typer(train_app, name="train")
 IndexDir = typer.Option(None, "--index-dir", help="Index folder (default ./.docrag or $DOCRAG_INDEX_DIR).")
 QdrantUrl = typer.Option(None, "--qdrant-url", help="Use a Qdrant server/cluster (API key: $QDRANT_API_KEY).")
 EncoderOpt = typer.Option(None, "--encoder", help="none | auto | checkpoint folder | hub id.")
+TextEncoderOpt = typer.Option(None, "--text-encoder", help="Dense text vectors: none | auto (the index's own) | "
+                              "sentence-transformers folder | hub id.")
 
 
 def _service(**overrides: Any):
@@ -59,6 +61,7 @@ def index(
     paths: list[Path] = typer.Argument(..., help="PDF files, images or folders (walked recursively)."),
     index_dir: Path | None = IndexDir,
     encoder: str | None = EncoderOpt,
+    text_encoder: str | None = TextEncoderOpt,
     processor: str | None = typer.Option(None, help="Tokenizer/image-processor folder or hub id for --encoder."),
     renderer: str | None = typer.Option(None, help="pymupdf (default) | pdf2image."),
     dpi: int | None = typer.Option(None, help="Render resolution (default 144)."),
@@ -79,8 +82,9 @@ def index(
 
     svc = _service(index_dir=index_dir, encoder=encoder, processor=processor, renderer=renderer, dpi=dpi,
                    batch_pages=batch_pages, qdrant_url=qdrant_url, ocr=ocr, ocr_lang=ocr_lang, ocr_engine=ocr_engine,
-                   bm25_language=bm25_language)
-    _run(svc.encoder)  # load (or decide against) the encoder before the progress bar starts
+                   bm25_language=bm25_language, text_encoder=text_encoder)
+    _run(svc.encoder)
+    _run(svc.text_encoder)  # load (or decide against) the encoder before the progress bar starts
     for note in svc.notes:
         typer.secho(note, fg=typer.colors.YELLOW, err=True)
     svc.notes.clear()
@@ -96,6 +100,7 @@ def index(
             + (f", {report.removed} removed" if prune else "")
             + f"; {report.pages_rendered} pages rendered"
             + (f", {report.visual_added} pages got visual vectors" if report.visual_added else "")
+            + (f", {report.text_dense_added} pages got text vectors" if report.text_dense_added else "")
             + (f", {report.ocr_pages} pages OCR'd" if report.ocr_pages else "")
             + (f" ({report.ocr_cached} from the OCR cache)" if report.ocr_cached else "")
             + f" in {report.seconds:.1f} s"
@@ -111,10 +116,12 @@ def index(
 def search(
     query: str = typer.Argument(..., help="What to look for."),
     top_k: int | None = typer.Option(None, "--top-k", "-k", help="Number of pages (default 5)."),
-    mode: str | None = typer.Option(None, help="visual | text | hybrid (default: hybrid if visual vectors exist)."),
+    mode: str | None = typer.Option(None, help="text | dense | visual | hybrid (default: hybrid, fusing every "
+                                    "vector the index has)."),
     filter_: list[str] = typer.Option([], "--filter", help="doc=SUBSTRING: only documents whose path contains it."),
     index_dir: Path | None = IndexDir,
     encoder: str | None = EncoderOpt,
+    text_encoder: str | None = TextEncoderOpt,
     qdrant_url: str | None = QdrantUrl,
     json_out: bool = typer.Option(False, "--json", help="Print hits as JSON."),
 ) -> None:
@@ -125,7 +132,7 @@ def search(
         if key != "doc" or not value:
             fail(f"unknown filter {f!r}; use --filter doc=SUBSTRING")
         doc = value
-    svc = _service(index_dir=index_dir, encoder=encoder, qdrant_url=qdrant_url)
+    svc = _service(index_dir=index_dir, encoder=encoder, text_encoder=text_encoder, qdrant_url=qdrant_url)
     hits = _run(svc.search, query, top_k=top_k, mode=mode, doc=doc)
     from .service import hit_to_dict
 

@@ -226,4 +226,4 @@ def hit_to_dict(hit: Hit, index_dir: Path, text_chars: int = 300) -> dict[str, A
     d = asdict(hit)
     return {"doc": d["doc_path"], "page": d["page"], "score": round(float(d["score"]), 6),
             "image": str(index_dir / d["image_path"]), "text": (d.get("text") or "")[:text_chars],
-            "title": d.get("title", "")}
+            "title": d.get("title", ""), "text_source": d.get("text_source", "layer")}

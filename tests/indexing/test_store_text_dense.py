@@ -55,7 +55,8 @@ def test_three_way_hybrid_is_one_query_with_three_prefetches_and_one_hit_per_pag
 
 def test_rrf_weights_are_applied_by_the_engine(store: Store) -> None:
     """Qdrant's weighted RRF scores a source's 1-based rank r as 1/(k - 1 + r/weight) (measured): a heavier
-    source's lower ranks count more. Page A is 3rd for BM25 only, page B 3rd for the visual vector only: a tie, until one side is weighted."""
+    source's lower ranks count more. Page 3 is 3rd for BM25 only, page 13 3rd for the visual vector only: a tie,
+    until one side is weighted."""
     rng = np.random.default_rng(8)
     q = unit(rng)
     pts = [page("w", n, text=filler_text(rng), visual=-q + 0.1 * unit(rng)) for n in range(1, 21)]
