@@ -34,8 +34,9 @@ class Config:
     qdrant_collection: str = "docrag"
     top_k: int = 5
     mode: str = "auto"  # visual | text | dense | hybrid | auto (hybrid when visual or dense vectors exist)
-    # BM25 stemmer/stop-word language of a new index (Qdrant's names: english, french, japanese, ...); an
-    # existing index keeps the one it was built with. CJK runs are always indexed as character bigrams.
+    # BM25 stemmer/stop-word language of a new index (Qdrant's names: english, french, japanese, ...; unset:
+    # english, or an existing index's own; another than an index's own is refused). CJK runs are always
+    # indexed as character bigrams.
     bm25_language: str | None = None
     # OCR for pages whose text layer is empty or garbage (indexing/ocr.py): auto | always | never
     ocr: str = "auto"
