@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -58,16 +59,22 @@ def run_condition(folder: Path, index: Path, queries, **options) -> dict:
     from indexing.pipeline import Indexer, IndexOptions
     from indexing.store import open_store
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _cpu_seconds()
     report = Indexer(index, options=IndexOptions(**options)).sync([folder])
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
     with open_store(index, None) as store:
         def search(q: str) -> list[tuple[str, int]]:
             return [(Path(h.doc_path).name, h.page) for h in store.query(text=q, mode="text", top_k=5)]
 
         ndcg = mean_ndcg(queries, search)
     return {"pages": report.pages, "ocr_pages": report.ocr_pages, "pages_without_text": report.pages_without_text,
-            "seconds": round(seconds, 2), "ndcg@5": round(ndcg, 4)}
+            "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2), "ndcg@5": round(ndcg, 4)}
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the tesseract processes): load-independent cost."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def evaluate(docs: list[Path], n: int, scan_dpi: int, engines: list[str], lang: str, work: Path) -> list[dict]:
@@ -91,7 +98,10 @@ def evaluate(docs: list[Path], n: int, scan_dpi: int, engines: list[str], lang: 
     for engine in engines:
         r = run_condition(work / "scanned", work / f"i-{engine}", queries, ocr="auto", ocr_engine=engine, **base)
         ocr_s = max(1e-6, r["seconds"] - no_ocr["seconds"])
+        cpu_per_page = max(1e-6, r["cpu_seconds"] - no_ocr["cpu_seconds"]) / max(1, r["ocr_pages"])
+        # pages/s as measured (a shared machine: other jobs take cores), and what 2 idle cores would give
         row(f"image-only, OCR {engine}", r, ocr_pages_per_s=round(r["ocr_pages"] / ocr_s, 3),
+            ocr_cpu_s_per_page=round(cpu_per_page, 3), ocr_pages_per_s_2_idle_cores=round(2 / cpu_per_page, 2),
             gap_to_text_layer=round(ref["ndcg@5"] - r["ndcg@5"], 4))
     return rows
 
@@ -122,7 +132,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     print()
     print_table(rows, ["condition", "pages", "queries", "ndcg@5", "gap_to_text_layer", "ocr_pages",
-                       "ocr_pages_per_s", "seconds", "pages_without_text"])
+                       "ocr_pages_per_s", "ocr_cpu_s_per_page", "ocr_pages_per_s_2_idle_cores", "seconds"])
     load = [round(x, 2) for x in os.getloadavg()]  # other jobs on a shared machine slow OCR down
     payload = {"device": device_name(), "load_average": load,
                "ocr_workers": 2, "scan_dpi": args.scan_dpi, "docs": args.docs,

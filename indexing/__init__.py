@@ -1,8 +1,10 @@
 """docrag's bottom layer: files -> pages -> store. Imports nothing from `app`, `moca_train` or `ui`.
 
 Modules: `scan` (files, hashes), `render` (PDFs and images -> pages), `pages` (the page-image store),
-`bm25` (sparse text vectors), `store` (the Qdrant store and its process model), `lock` (the index lock),
-`manifest` (what is indexed), `pipeline` (the incremental indexer that ties them together).
+`ocr` (text for pages without a usable text layer), `tokenize` (CJK bigrams for BM25), `bm25` (sparse text
+vectors), `text_dense` (the optional dense text vector's protocol and backfill), `store` (the Qdrant store and
+its process model), `lock` (the index lock), `manifest` (what is indexed), `pipeline` (the incremental indexer
+that ties them together).
 """
 
 import importlib
@@ -14,19 +16,22 @@ _EXPORTS = {
     "bm25": ("Bm25Encoder", "Sparse"),
     "lock": ("IndexBusy", "IndexLock"),
     "manifest": ("MANIFEST_NAME", "DocumentRecord", "Manifest"),
+    "ocr": ("OcrEngine", "PageOcr", "PageText", "text_layer_usable"),
     "pages": ("PageStore",),
     "pipeline": ("Embedder", "Events", "Indexer", "IndexOptions", "IndexReport"),
     "render": ("DocumentError", "Page", "PageProblem", "Renderer", "document_title", "make_renderer"),
     "scan": ("SourceFile", "sha256_file"),  # the function `scan` would clash with the module
+    "text_dense": ("TextEmbedder",),
     "store": ("DimensionMismatch", "EdgeStore", "Hit", "PagePoint", "QdrantClientStore", "Store", "StoreError",
               "WriterBusy", "locked_store", "open_store"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = [
     "Bm25Encoder", "DimensionMismatch", "DocumentError", "DocumentRecord", "EdgeStore", "Embedder", "Events",
-    "Hit", "IndexBusy", "IndexLock", "IndexOptions", "IndexReport", "Indexer", "MANIFEST_NAME", "Manifest", "Page",
-    "PagePoint", "PageProblem", "PageStore", "QdrantClientStore", "Renderer", "SourceFile", "Sparse", "Store",
-    "StoreError", "WriterBusy", "document_title", "locked_store", "make_renderer", "open_store", "sha256_file",
+    "Hit", "IndexBusy", "IndexLock", "IndexOptions", "IndexReport", "Indexer", "MANIFEST_NAME", "Manifest",
+    "OcrEngine", "Page", "PageOcr", "PagePoint", "PageProblem", "PageStore", "PageText", "QdrantClientStore",
+    "Renderer", "SourceFile", "Sparse", "Store", "StoreError", "TextEmbedder", "WriterBusy", "document_title",
+    "locked_store", "make_renderer", "open_store", "sha256_file", "text_layer_usable",
 ]  # = sorted(_MODULE_OF), spelled out for linters
 
 
@@ -41,6 +46,7 @@ if TYPE_CHECKING:
     from .bm25 import Bm25Encoder, Sparse
     from .lock import IndexBusy, IndexLock
     from .manifest import MANIFEST_NAME, DocumentRecord, Manifest
+    from .ocr import OcrEngine, PageOcr, PageText, text_layer_usable
     from .pages import PageStore
     from .pipeline import Embedder, Events, Indexer, IndexOptions, IndexReport
     from .render import DocumentError, Page, PageProblem, Renderer, document_title, make_renderer
@@ -57,4 +63,5 @@ if TYPE_CHECKING:
         locked_store,
         open_store,
     )
+    from .text_dense import TextEmbedder
 

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from .manifest import COMPLETE, PENDING, DocumentRecord, Manifest
-from .ocr import PageOcr, build_page_ocr
+from .ocr import PageOcr, PageText, build_page_ocr
 from .pages import PageStore
 from .render import DocumentError, Page, PageProblem, Renderer, document_title, make_renderer
 from .scan import SourceFile, scan, sha256_file
@@ -301,7 +301,7 @@ class Indexer:
         ]
 
     # ---- OCR (indexing.ocr): text for pages whose text layer is empty or garbage ------------
-    def _page_texts(self, batch: list[Page], path: str, report: IndexReport):
+    def _page_texts(self, batch: list[Page], path: str, report: IndexReport) -> list[PageText]:
         def failed(i: int, reason: str) -> None:
             where = f"{path} page {batch[i].number}"
             report.problems.append((where, reason))
