@@ -19,7 +19,7 @@ from indexing.ocr import (
     image_digest,
     text_layer_usable,
 )
-from indexing.pipeline import Indexer, IndexOptions
+from indexing.pipeline import Events, Indexer, IndexOptions
 from indexing.store import open_store
 
 MANUAL = "auto-multiple-choice.en.pdf"
@@ -75,6 +75,17 @@ def distinctive_query(texts: list[str], k: int) -> str:
     return " ".join(unique[:3])
 
 
+class OcrProgress(Events):
+    """Counts what the progress bar is told."""
+
+    def __init__(self) -> None:
+        self.queued = self.done = 0
+
+    def ocr_pages(self, queued: int = 0, done: int = 0) -> None:
+        self.queued += queued
+        self.done += done
+
+
 def _payloads(index: Path) -> list[dict]:
     with open_store(index, None) as store:
         return store._scroll(None, 100, ["page", "text", "text_source", "ocr_engine"])
@@ -84,8 +95,10 @@ def _payloads(index: Path) -> list[dict]:
 def test_ocr_makes_a_scanned_manual_searchable_and_caches_pages(scanned, tmp_path: Path) -> None:
     pdf, texts = scanned
     index = tmp_path / "idx"
-    report = Indexer(index, options=IndexOptions(ocr="auto", ocr_lang="eng")).sync([pdf])
+    progress = OcrProgress()
+    report = Indexer(index, options=IndexOptions(ocr="auto", ocr_lang="eng"), events=progress).sync([pdf])
     assert (report.pages, report.ocr_pages, report.ocr_cached, report.pages_without_text) == (4, 4, 0, 0)
+    assert (progress.queued, progress.done) == (4, 4)
     payloads = _payloads(index)
     assert {p["text_source"] for p in payloads} == {"ocr"}
     assert all(re.fullmatch(r"tesseract \d+\.\d+\.\d+ \(eng\)", p["ocr_engine"]) for p in payloads)
