@@ -1,7 +1,7 @@
 # The two set-up commands of the README: `make demo` and `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= dev,ui,train,langchain,pdf2image,eval
+EXTRAS ?= dev,ui,train,langchain,pdf2image,eval,text
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export DOCRAG_INDEX_DIR ?= $(CURDIR)/.docrag

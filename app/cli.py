@@ -28,6 +28,8 @@ app.add_typer(__import__("app.cli_eval", fromlist=["eval_app"]).eval_app, name="
 IndexDir = typer.Option(None, "--index-dir", help="Index folder (default ./.docrag or $DOCRAG_INDEX_DIR).")
 QdrantUrl = typer.Option(None, "--qdrant-url", help="Use a Qdrant server/cluster (API key: $QDRANT_API_KEY).")
 EncoderOpt = typer.Option(None, "--encoder", help="none | auto | checkpoint folder | hub id.")
+TextEncoderOpt = typer.Option(None, "--text-encoder", help="Dense text vectors: none | auto (the index's own) | "
+                              "sentence-transformers folder | hub id.")
 
 
 def _service(**overrides: Any):
@@ -66,10 +68,17 @@ def index(
     paths: list[Path] = typer.Argument(..., help="PDF files, images or folders (walked recursively)."),
     index_dir: Path | None = IndexDir,
     encoder: str | None = EncoderOpt,
+    text_encoder: str | None = TextEncoderOpt,
     processor: str | None = typer.Option(None, help="Tokenizer/image-processor folder or hub id for --encoder."),
     renderer: str | None = typer.Option(None, help="pymupdf (default) | pdf2image."),
     dpi: int | None = typer.Option(None, help="Render resolution (default 144)."),
     batch_pages: int | None = typer.Option(None, help="Pages per write batch."),
+    ocr: str | None = typer.Option(None, "--ocr", help="OCR pages without a usable text layer: auto (default) | "
+                                   "always | never."),
+    ocr_lang: str | None = typer.Option(None, "--ocr-lang", help="OCR languages, Tesseract codes: eng+fra+jpn."),
+    ocr_engine: str | None = typer.Option(None, "--ocr-engine", help="tesseract (default) | rapidocr."),
+    bm25_language: str | None = typer.Option(None, "--bm25-language", help="Stemmer/stop words of a new index "
+                                             "(english, french, japanese, ...)."),
     qdrant_url: str | None = QdrantUrl,
     prune: bool = typer.Option(False, "--prune", help="Also remove files that disappeared from PATHS."),
     strict: bool = typer.Option(False, "--strict", help="Exit non-zero if any file failed."),
@@ -79,8 +88,10 @@ def index(
     from .progress import RichIndexEvents
 
     svc = _service(index_dir=index_dir, encoder=encoder, processor=processor, renderer=renderer, dpi=dpi,
-                   batch_pages=batch_pages, qdrant_url=qdrant_url)
-    _run(svc.encoder)  # load (or decide against) the encoder before the progress bar starts
+                   batch_pages=batch_pages, qdrant_url=qdrant_url, ocr=ocr, ocr_lang=ocr_lang, ocr_engine=ocr_engine,
+                   bm25_language=bm25_language, text_encoder=text_encoder)
+    _run(svc.encoder)
+    _run(svc.text_encoder)  # load (or decide against) the encoder before the progress bar starts
     for note in svc.notes:
         typer.secho(note, fg=typer.colors.YELLOW, err=True)
     svc.notes.clear()
@@ -96,8 +107,14 @@ def index(
             + (f", {report.removed} removed" if prune else "")
             + f"; {report.pages_rendered} pages rendered"
             + (f", {report.visual_added} pages got visual vectors" if report.visual_added else "")
+            + (f", {report.text_dense_added} pages got text vectors" if report.text_dense_added else "")
+            + (f", {report.ocr_pages} pages OCR'd" if report.ocr_pages else "")
+            + (f" ({report.ocr_cached} from the OCR cache)" if report.ocr_cached else "")
             + f" in {report.seconds:.1f} s"
         )
+    if report.pages_without_text and not json_out:
+        hint = f": {report.without_text_hint}" if report.without_text_hint else ""
+        typer.secho(f"{report.pages_without_text} pages without text{hint}", fg=typer.colors.YELLOW, err=True)
     if report.failed and (strict or not report.indexed_anything):
         raise typer.Exit(1)
 
@@ -106,10 +123,12 @@ def index(
 def search(
     query: str = typer.Argument(..., help="What to look for."),
     top_k: int | None = typer.Option(None, "--top-k", "-k", min=1, help="Number of pages (default 5)."),
-    mode: str | None = typer.Option(None, help="visual | text | hybrid (default: hybrid if visual vectors exist)."),
+    mode: str | None = typer.Option(None, help="text | dense | visual | hybrid (default: hybrid, fusing every "
+                                    "vector the index has)."),
     filter_: list[str] = typer.Option([], "--filter", help="doc=SUBSTRING: only documents whose path contains it."),
     index_dir: Path | None = IndexDir,
     encoder: str | None = EncoderOpt,
+    text_encoder: str | None = TextEncoderOpt,
     qdrant_url: str | None = QdrantUrl,
     json_out: bool = typer.Option(False, "--json", help="Print hits as JSON."),
 ) -> None:
@@ -120,7 +139,7 @@ def search(
         if key != "doc" or not value:
             fail(f"unknown filter {f!r}; use --filter doc=SUBSTRING")
         doc = value
-    svc = _service(index_dir=index_dir, encoder=encoder, qdrant_url=qdrant_url)
+    svc = _service(index_dir=index_dir, encoder=encoder, text_encoder=text_encoder, qdrant_url=qdrant_url)
     hits = _run(svc.search, query, top_k=top_k, mode=mode, doc=doc)
     from .service import hit_to_dict
 

@@ -35,7 +35,24 @@ class Config:
     qdrant_url: str | None = None
     qdrant_collection: str = "docrag"
     top_k: int = 5
-    mode: str = "auto"  # visual | text | hybrid | auto (hybrid when visual vectors exist)
+    mode: str = "auto"  # visual | text | dense | hybrid | auto (hybrid when visual or dense vectors exist)
+    # BM25 stemmer/stop-word language of a new index (Qdrant's names: english, french, japanese, ...; unset:
+    # english, or an existing index's own; another than an index's own is refused). CJK runs are always
+    # indexed as character bigrams.
+    bm25_language: str | None = None
+    # OCR for pages whose text layer is empty or garbage (indexing/ocr.py): auto | always | never
+    ocr: str = "auto"
+    ocr_lang: str = "eng"  # Tesseract language codes joined by "+": "eng+fra+jpn"
+    ocr_engine: str = "tesseract"  # tesseract (Debian tesseract-ocr) | rapidocr (pip install docrag[ocr])
+    ocr_workers: int = 2  # pages OCR'd at once, one engine process each
+    # Dense text vector (app/textenc.py): none | auto (the one the index was built with) | folder | hub id
+    text_encoder: str = "auto"
+    # Hybrid fusion, done by Qdrant in one query: weighted RRF over the BM25 (text), dense text (dense) and
+    # visual prefetches. Qdrant scores a source's rank r as 1/(k - 1 + r / weight). See README for the numbers.
+    rrf_k: int = 60
+    weight_text: float = 1.0
+    weight_dense: float = 1.0
+    weight_visual: float = 1.0
     lock_timeout_s: float = 10.0
     # Answers (`docrag ask`, the UI): which LLM. none | auto | openai | transformers. auto: openai when
     # llm_base_url (or $OPENAI_BASE_URL) is set, else none. The API key comes from the environment only.

@@ -26,7 +26,7 @@ class RichIndexEvents(Events):
             TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
             console=self.console, disable=not self.live,
         )
-        self._files = self._pages = None
+        self._files = self._pages = self._ocr = None
 
     def __enter__(self) -> RichIndexEvents:
         self.progress.__enter__()
@@ -48,6 +48,14 @@ class RichIndexEvents(Events):
         self.progress.advance(self._pages, n)
         speed = self.progress.tasks[self._pages].speed
         self.progress.update(self._pages, rate=f"{speed:.1f} pages/s" if speed else "")
+
+    def ocr_pages(self, queued: int = 0, done: int = 0) -> None:
+        if self._ocr is None:
+            self._ocr = self.progress.add_task("ocr", total=0, rate="")
+        task = self.progress.tasks[self._ocr]
+        self.progress.update(self._ocr, total=(task.total or 0) + queued, advance=done)
+        speed = self.progress.tasks[self._ocr].speed
+        self.progress.update(self._ocr, rate=f"{speed:.1f} pages/s" if speed else "")
 
     def file_finished(self, path: str, status: str) -> None:
         if self._files is not None and status != "removed":

@@ -20,8 +20,9 @@ if TYPE_CHECKING:
     from .answer import AnswerStream
     from .llm import LLM
 
-MODES = ("visual", "text", "hybrid")
+MODES = ("visual", "text", "dense", "hybrid")
 ENCODER_META = "encoder"  # manifest key: the encoder the index's visual vectors came from
+TEXT_ENCODER_META = "text_encoder"  # manifest key: the text encoder of the index's `text_dense` vectors
 
 
 class EncoderUnavailable(RuntimeError):
@@ -84,6 +85,8 @@ class DocRag:
         self._encoder_resolved = encoder is not None
         self._llm = llm
         self._llm_resolved = llm is not None
+        self._text_encoder: Any | None = None
+        self._text_encoder_resolved = False
         self._shared = None
         if keep_open:
             self.keep_store_open()
@@ -118,13 +121,31 @@ class DocRag:
         """The index's manifest, or None before anything was indexed (reading must not create one)."""
         return Manifest(self.config.index_dir) if (self.config.index_dir / MANIFEST_NAME).exists() else None
 
-    def recorded_encoder(self) -> str | None:
-        """The encoder the index's visual vectors came from (None for a text-only index)."""
+    def recorded_encoder(self, key: str = ENCODER_META) -> str | None:
+        """The encoder the index's visual vectors came from (None for a text-only index); `key` for another."""
         manifest = self._manifest()
         if manifest is None:
             return None
         with manifest:
-            return manifest.get_meta(ENCODER_META)
+            return manifest.get_meta(key)
+
+    def text_encoder(self):
+        """The dense text encoder (``text_encoder``: none, auto = the index's own, a folder or hub id), or None."""
+        if self._text_encoder_resolved:
+            return self._text_encoder
+        self._text_encoder_resolved = True
+        choice = self.config.text_encoder
+        if choice == "auto":
+            choice = self.recorded_encoder(TEXT_ENCODER_META) or "none"
+        if choice == "none":
+            return None
+        from .textenc import SentenceTextEncoder, TextEncoderUnavailable
+
+        try:
+            self._text_encoder = SentenceTextEncoder(choice, device=self.config.device)
+        except TextEncoderUnavailable as e:
+            raise EncoderUnavailable(str(e)) from e
+        return self._text_encoder
 
     def encoder(self, for_query: bool = False):
         """The configured encoder, loaded once; None means text-only.
@@ -186,7 +207,9 @@ class DocRag:
         return IndexOptions(renderer=c.renderer, dpi=c.dpi, max_pixels=c.max_page_pixels, page_format=c.page_format,
                             webp_method=c.webp_method, write_threads=c.page_write_threads, batch_pages=c.batch_pages,
                             lock_timeout_s=c.lock_timeout_s, qdrant_url=c.qdrant_url,
-                            api_key=c.qdrant_api_key, collection=c.qdrant_collection, command=command)
+                            api_key=c.qdrant_api_key, collection=c.qdrant_collection, command=command,
+                            bm25_language=c.bm25_language, ocr=c.ocr, ocr_lang=c.ocr_lang, ocr_engine=c.ocr_engine,
+                            ocr_workers=c.ocr_workers)
 
     def index(self, paths: list[str | Path], prune: bool = False, events: Events | None = None) -> IndexReport:
         encoder = self.encoder()
@@ -194,10 +217,19 @@ class DocRag:
             recorded = self.recorded_encoder()
             if recorded and recorded != encoder.name:
                 self.notes.append(f"index was built with encoder {recorded}; now using {encoder.name}")
-        report = Indexer(self.config.index_dir, encoder, self.index_options(), events).sync(paths, prune=prune)
-        if encoder is not None:
-            with Manifest(self.config.index_dir) as manifest:
+        text_encoder = self.text_encoder()
+        if text_encoder is not None:
+            recorded = self.recorded_encoder(TEXT_ENCODER_META)
+            if recorded and recorded != text_encoder.name:
+                raise EncoderUnavailable(f"index's text vectors come from {recorded}, not {text_encoder.name}: "
+                                         "use that --text-encoder, or a new index folder")
+        report = Indexer(self.config.index_dir, encoder, self.index_options(), events,
+                         text_embedder=text_encoder).sync(paths, prune=prune)
+        with Manifest(self.config.index_dir) as manifest:
+            if encoder is not None:
                 manifest.set_meta(ENCODER_META, encoder.name)
+            if text_encoder is not None:
+                manifest.set_meta(TEXT_ENCODER_META, text_encoder.name)
         return report
 
     def delete(self, path: str | Path) -> int:
@@ -214,36 +246,51 @@ class DocRag:
 
     def search(self, query: str, top_k: int | None = None, mode: str | None = None,
                doc: str | None = None) -> list[Hit]:
-        """Top pages for ``query``: visual (encoder), text (BM25) or hybrid (both, fused by RRF)."""
+        """Top pages for ``query``: text (BM25), dense (text encoder), visual (encoder), or hybrid: every source
+        the index has, fused by weighted RRF in one Qdrant query."""
         if not query.strip():
             raise ValueError("empty query")
         mode = mode or self.config.mode
         if mode not in (*MODES, "auto"):
-            raise ValueError(f"unknown mode {mode!r}; choose visual, text, hybrid or auto")
+            raise ValueError(f"unknown mode {mode!r}; choose visual, text, dense, hybrid or auto")
         top_k = self.config.top_k if top_k is None else top_k
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}")
         self._require_index()
         has_visual = self._has_visual()
+        has_dense = self.recorded_encoder(TEXT_ENCODER_META) is not None
         if mode == "auto":
-            mode = "hybrid" if has_visual and self.encoder(for_query=True) is not None else "text"
-        vector = None
-        if mode in ("visual", "hybrid"):
+            visual_ok = has_visual and self.encoder(for_query=True) is not None
+            mode = "hybrid" if visual_ok or (has_dense and self.text_encoder() is not None) else "text"
+        vector = text_vector = None
+        if mode == "dense" or (mode == "hybrid" and has_dense):
+            text_encoder = self.text_encoder() if has_dense else None
+            if text_encoder is not None:
+                text_vector = text_encoder.encode_queries([query])[0]
+            elif mode == "dense":
+                raise EncoderUnavailable("dense text search needs the index's text vectors and its text encoder "
+                                         f"({self.recorded_encoder(TEXT_ENCODER_META) or 'none yet'}); "
+                                         "run `docrag index --text-encoder PATH`")
+        if mode == "visual" or (mode == "hybrid" and (has_visual or text_vector is None)):
             if not has_visual:
                 raise EncoderUnavailable("this index has no visual vectors (it was built without an encoder); "
                                          "use --mode text, or re-run `docrag index --encoder PATH`")
             encoder = self.encoder(for_query=True)
-            if encoder is None:
+            if encoder is not None:
+                vector = encoder.encode_queries([query])[0]
+            elif mode == "visual" or text_vector is None:
                 raise EncoderUnavailable("visual search needs the encoder the index was built with "
                                          f"({self.recorded_encoder() or 'unknown'}); pass --encoder")
-            vector = encoder.encode_queries([query])[0]
         # Paths come from the manifest, never from the payloads (copies and renames: `indexing.resolve`).
         with Manifest.existing(self.config.index_dir) as manifest:
             hashes = filter_hashes(manifest, doc)
         if hashes is not None and not hashes:
             return []
+        c = self.config
+        weights = {"text": c.weight_text, "dense": c.weight_dense, "visual": c.weight_visual}
         with self._store("docrag search") as store:
-            hits = store.query(text=query, vector=vector, mode=mode, top_k=top_k, doc_hashes=hashes)
+            hits = store.query(text=query, vector=vector, text_vector=text_vector, mode=mode, top_k=top_k,
+                               doc_hashes=hashes, rrf_k=c.rrf_k, weights=weights)
         with Manifest.existing(self.config.index_dir) as manifest:
             return with_current_paths(hits, manifest)
 
@@ -294,10 +341,11 @@ class DocRag:
         with Manifest.existing(c.index_dir) as manifest:
             docs = list(manifest.documents())
             encoder = manifest.get_meta(ENCODER_META)
-        pages = visual = store_bytes = 0
+        pages = visual = text_dense = store_bytes = 0
         if docs or c.qdrant_url:
             with self._store("docrag status") as store:
                 pages, visual, store_bytes = store.count(), store.count_with_visual(), store.bytes_on_disk()
+                text_dense = store.count_with_text_dense()
         from indexing.pages import PageStore
 
         image_bytes = PageStore(c.index_dir, fmt=c.page_format).bytes_used()
@@ -308,10 +356,12 @@ class DocRag:
             "pending": sum(d.status != COMPLETE for d in docs),
             "pages": pages,
             "pages_with_visual": visual,
+            "pages_with_text_dense": text_dense,
             "store_bytes": store_bytes,
             "page_image_bytes": image_bytes,
             "page_image_bytes_per_page": round(image_bytes / pages) if pages else 0,
             "encoder": encoder,
+            "text_encoder": self.recorded_encoder(TEXT_ENCODER_META),
         }
 
 
@@ -319,4 +369,5 @@ def hit_to_dict(hit: Hit, index_dir: Path, text_chars: int = 300) -> dict[str, A
     d = asdict(hit)
     return {"doc": d["doc_path"], "docs": d.get("doc_paths") or [d["doc_path"]], "page": d["page"],
             "score": round(float(d["score"]), 6), "image": str(index_dir / d["image_path"]),
-            "text": (d.get("text") or "")[:text_chars], "title": d.get("title", "")}
+            "text": (d.get("text") or "")[:text_chars], "title": d.get("title", ""),
+            "text_source": d.get("text_source", "layer")}

@@ -1,9 +1,10 @@
 """docrag's bottom layer: files -> pages -> store. Imports nothing from `app`, `moca_train` or `ui`.
 
 Modules: `scan` (files, hashes), `render` (PDFs and images -> pages), `pages` (the page-image store),
-`bm25` (sparse text vectors), `store` (the Qdrant store and its process model), `lock` (the index lock),
-`manifest` (what is indexed), `plan` (what a run must do), `resolve` (current paths of hits), `pipeline` (the
-incremental indexer that ties them together).
+`ocr` (text for pages without a usable text layer), `tokenize` (CJK bigrams for BM25), `bm25` (sparse text
+vectors), `text_dense` (the optional dense text vector's protocol and backfill), `store` (the Qdrant store and
+its process model), `lock` (the index lock), `manifest` (what is indexed), `plan` (what a run must do),
+`resolve` (current paths of hits), `pipeline` (the incremental indexer that ties them together).
 """
 
 import importlib
@@ -15,11 +16,13 @@ _EXPORTS = {
     "bm25": ("Bm25Encoder", "Sparse"),
     "lock": ("IndexBusy", "IndexLock"),
     "manifest": ("MANIFEST_NAME", "DocumentRecord", "Manifest", "NoIndex"),
+    "ocr": ("OcrEngine", "PageOcr", "PageText", "text_layer_usable"),
     "resolve": ("filter_hashes", "with_current_paths"),
     "pages": ("PageStore", "PageWriter"),
     "pipeline": ("Embedder", "Events", "Indexer", "IndexOptions", "IndexReport"),
     "render": ("DocumentError", "Page", "PageProblem", "RenderDocument", "Renderer", "document_title", "make_renderer"),
     "scan": ("SourceFile", "sha256_file"),  # the function `scan` would clash with the module
+    "text_dense": ("TextEmbedder",),
     "store": ("DimensionMismatch", "EdgeStore", "Hit", "PagePoint", "QdrantClientStore", "Store", "StoreError",
               "WriterBusy", "locked_store", "open_store"),
 }
@@ -27,9 +30,10 @@ _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in nam
 __all__ = [
     "Bm25Encoder", "DimensionMismatch", "DocumentError", "DocumentRecord", "EdgeStore", "Embedder", "Events", "Hit",
     "IndexBusy", "IndexLock", "IndexOptions", "IndexReport", "Indexer", "MANIFEST_NAME", "Manifest", "NoIndex",
-    "Page", "PagePoint", "PageProblem", "PageStore", "PageWriter", "QdrantClientStore", "RenderDocument", "Renderer",
-    "SourceFile", "Sparse", "Store", "StoreError", "WriterBusy", "document_title", "filter_hashes", "locked_store",
-    "make_renderer", "open_store", "sha256_file", "with_current_paths",
+    "OcrEngine", "Page", "PageOcr", "PagePoint", "PageProblem", "PageStore", "PageText", "PageWriter",
+    "QdrantClientStore", "RenderDocument", "Renderer", "SourceFile", "Sparse", "Store", "StoreError", "TextEmbedder",
+    "WriterBusy", "document_title", "filter_hashes", "locked_store", "make_renderer", "open_store", "sha256_file",
+    "text_layer_usable", "with_current_paths",
 ]  # = sorted(_MODULE_OF), spelled out for linters
 
 
@@ -44,6 +48,7 @@ if TYPE_CHECKING:
     from .bm25 import Bm25Encoder, Sparse
     from .lock import IndexBusy, IndexLock
     from .manifest import MANIFEST_NAME, DocumentRecord, Manifest, NoIndex
+    from .ocr import OcrEngine, PageOcr, PageText, text_layer_usable
     from .pages import PageStore, PageWriter
     from .pipeline import Embedder, Events, Indexer, IndexOptions, IndexReport
     from .render import DocumentError, Page, PageProblem, RenderDocument, Renderer, document_title, make_renderer
@@ -61,4 +66,5 @@ if TYPE_CHECKING:
         locked_store,
         open_store,
     )
+    from .text_dense import TextEmbedder
 

@@ -5,6 +5,10 @@ Why Qdrant's model rather than a Python one: the same tokenization then runs whe
 (sparse vector `text` carries the IDF modifier), so documents only carry term frequencies and the scores
 stay right as the collection grows or shrinks.
 
+CJK text (Chinese, Japanese, Korean) is first rewritten into overlapping character bigrams
+(`indexing.tokenize`), so a word found inside a longer run matches; which CJK mode an index uses is recorded in
+its schema (`bm25_cjk`) next to its language, and queries always use the documents' settings.
+
 `Sparse` is a neutral value type: each store backend converts it into its own sparse-vector class, so
 nothing above `indexing.store` depends on either Qdrant package.
 """
@@ -13,6 +17,8 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+
+from .tokenize import CJK_MODES, DEFAULT_CJK, pretokenize
 
 DEFAULT_LANGUAGE = "english"
 
@@ -42,7 +48,8 @@ class Bm25Encoder:
 
     `language` is a Snowball/stop-word language name as Qdrant spells it ("english", "german", "french", ...);
     an unsupported name raises ValueError at construction. `k`, `b` and `avg_len` are BM25's usual knobs
-    (Qdrant's defaults: 1.2, 0.75, 256 tokens).
+    (Qdrant's defaults: 1.2, 0.75, 256 tokens). `cjk` is how CJK runs are tokenised: "bigram" (overlapping
+    character bigrams, the default) or "none" (one token per run, as indexes built before bigrams did).
     """
 
     def __init__(
@@ -52,45 +59,49 @@ class Bm25Encoder:
         k: float | None = None,
         b: float | None = None,
         avg_len: float | None = None,
+        cjk: str = DEFAULT_CJK,
     ) -> None:
         from qdrant_edge import Bm25, Bm25Config
 
+        if cjk not in CJK_MODES:
+            raise ValueError(f"unknown CJK tokenisation {cjk!r}: choose one of {', '.join(CJK_MODES)}")
         self.language = language
+        self.cjk = cjk
         self._model = Bm25(Bm25Config(k=k, b=b, avg_len=avg_len, language=language))
 
     def embed_document(self, text: str) -> Sparse:
         """Term-frequency weights of a page's text (the engine applies IDF at query time)."""
         if not text or not text.strip():
             return Sparse()
-        v = self._model.embed_document(text)
+        v = self._model.embed_document(pretokenize(text, self.cjk))
         return Sparse(list(v.indices), list(v.values))
 
     def embed_query(self, text: str) -> Sparse:
         """Each distinct query term with weight 1.0."""
         if not text or not text.strip():
             return Sparse()
-        v = self._model.embed_query(text)
+        v = self._model.embed_query(pretokenize(text, self.cjk))
         return Sparse(list(v.indices), list(v.values))
 
 
-_encoders: dict[str, Bm25Encoder] = {}
+_encoders: dict[tuple[str, str], Bm25Encoder] = {}
 _encoders_lock = threading.Lock()
 
 
-def encoder(language: str = DEFAULT_LANGUAGE) -> Bm25Encoder:
-    """A shared encoder per language (building one compiles stop-word sets and a stemmer)."""
+def encoder(language: str = DEFAULT_LANGUAGE, cjk: str = DEFAULT_CJK) -> Bm25Encoder:
+    """A shared encoder per (language, CJK mode) (building one compiles stop-word sets and a stemmer)."""
     with _encoders_lock:
-        enc = _encoders.get(language)
+        enc = _encoders.get((language, cjk))
         if enc is None:
-            enc = _encoders[language] = Bm25Encoder(language)
+            enc = _encoders[(language, cjk)] = Bm25Encoder(language, cjk=cjk)
         return enc
 
 
-def embed_document(text: str, language: str = DEFAULT_LANGUAGE) -> Sparse:
+def embed_document(text: str, language: str = DEFAULT_LANGUAGE, cjk: str = DEFAULT_CJK) -> Sparse:
     """BM25 document vector of `text` in `language` (empty text -> empty vector)."""
-    return encoder(language).embed_document(text)
+    return encoder(language, cjk).embed_document(text)
 
 
-def embed_query(text: str, language: str = DEFAULT_LANGUAGE) -> Sparse:
+def embed_query(text: str, language: str = DEFAULT_LANGUAGE, cjk: str = DEFAULT_CJK) -> Sparse:
     """BM25 query vector of `text` in `language` (empty text -> empty vector)."""
-    return encoder(language).embed_query(text)
+    return encoder(language, cjk).embed_query(text)

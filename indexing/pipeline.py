@@ -33,12 +33,14 @@ from PIL import Image
 
 from .lock import IndexBusy
 from .manifest import COMPLETE, PENDING, DocumentRecord, Manifest
+from .ocr import PageOcr, PageText, build_page_ocr
 from .pages import DEFAULT_WRITE_THREADS, WEBP_METHOD, PageStore, PageWriter
 from .plan import Work, estimate_pages, needs_work, shared_with
 from .render import DocumentError, Page, PageProblem, Renderer, make_renderer
 from .render.base import _one_line
 from .scan import SourceFile, display_path, scan
 from .store import DimensionMismatch, PagePoint, StoreError, StoreSession, StoreSettings, WriterLock, utc_now
+from .text_dense import TextEmbedder, backfill_text_dense, embed_page_texts
 
 
 class Embedder(Protocol):
@@ -74,6 +76,9 @@ class Events:
 
     def message(self, text: str) -> None: ...
 
+    def ocr_pages(self, queued: int = 0, done: int = 0) -> None:
+        """Pages sent to the OCR engine (`queued`) and finished (`done`) since the last call."""
+
 
 @dataclass
 class IndexOptions:
@@ -89,9 +94,15 @@ class IndexOptions:
     api_key: str | None = None
     collection: str = "docrag"
     command: str = "docrag index"
+    bm25_language: str | None = None
+    ocr: str = "auto"  # auto | always | never (see indexing.ocr)
+    ocr_lang: str = "eng"  # Tesseract language codes, "eng+fra+jpn"
+    ocr_engine: str = "tesseract"  # or rapidocr
+    ocr_workers: int = 2
 
     def store_settings(self) -> StoreSettings:
-        return StoreSettings(self.qdrant_url, self.api_key, self.collection, self.command, self.lock_timeout_s)
+        return StoreSettings(self.qdrant_url, self.api_key, self.collection, self.command, self.lock_timeout_s,
+                             self.bm25_language)
 
 
 @dataclass
@@ -104,6 +115,11 @@ class IndexReport:
     pages: int = 0
     pages_rendered: int = 0
     visual_added: int = 0
+    text_dense_added: int = 0  # stored pages that got a dense text vector from their stored text (backfill)
+    ocr_pages: int = 0  # pages the OCR engine read in this run
+    ocr_cached: int = 0  # pages whose OCR text came from the cache
+    pages_without_text: int = 0  # pages indexed without usable text (scans with no OCR engine, OCR off)
+    without_text_hint: str = ""  # what to do about them ("install tesseract-ocr for OCR")
     problems: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -113,7 +129,8 @@ class IndexReport:
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("new", "changed", "unchanged", "failed", "removed", "pages",
-                                              "pages_rendered", "visual_added", "seconds")} | {
+                                              "pages_rendered", "visual_added", "text_dense_added", "ocr_pages",
+                                              "ocr_cached", "pages_without_text", "seconds")} | {
             "problems": [{"path": p, "reason": r} for p, r in self.problems]}
 
 
@@ -131,8 +148,10 @@ class Indexer:
         options: IndexOptions | None = None,
         events: Events | None = None,
         renderer: Renderer | None = None,
+        text_embedder: TextEmbedder | None = None,
     ) -> None:
         self.index_dir = Path(index_dir)
+        self.text_embedder = text_embedder
         self.embedder = embedder
         self.opts = options or IndexOptions()
         self.events = events or Events()
@@ -140,6 +159,7 @@ class Indexer:
                                                   max_pixels=self.opts.max_pixels)
         self.pages = PageStore(self.index_dir, fmt=self.opts.page_format, webp_method=self.opts.webp_method)
         self._expected = 0  # the pages bar's total
+        self._ocr: PageOcr | None = None
 
     # ---- public ------------------------------------------------------------------------------
     def sync(self, paths: Iterable[str | Path], prune: bool = False) -> IndexReport:
@@ -152,6 +172,9 @@ class Indexer:
             dim = self.embedder.dim if self.embedder else None
             session = StoreSession(self.index_dir, self.opts.store_settings(), dim)
             writer = PageWriter(self.pages, self.opts.write_threads)
+            o = self.opts
+            self._ocr, report.without_text_hint = build_page_ocr(o.ocr, o.ocr_engine, o.ocr_lang, o.ocr_workers,
+                                                                 self.index_dir)
             try:
                 if self.opts.qdrant_url:
                     with session.writing():  # a server that cannot be reached: say so now, even on a no-op run
@@ -168,9 +191,12 @@ class Indexer:
                     report.removed = self._prune(roots, {str(f.path) for f in files}, manifest, session)
                 if self.embedder is not None:
                     report.visual_added = self._backfill_visual(manifest, session)
+                if self.text_embedder is not None:
+                    report.text_dense_added = self._backfill_text_dense(session)
                 self.pages.remove_stale_tmp()
             finally:
                 writer.close()
+                self._finish_ocr(report)
                 session.close(optimize=True)
         report.seconds = round(time.monotonic() - started, 3)
         return report
@@ -294,7 +320,7 @@ class Indexer:
 
         def flush(items: list[tuple[Page, Future[str]]], last: int) -> None:
             nonlocal stored, visual
-            points = self._points(items, digest, path, title)
+            points = self._points(items, digest, path, title, report)
             if points:
                 session.upsert(points)  # the only step that needs the index lock
             stored += len(points)
@@ -324,20 +350,45 @@ class Indexer:
                 future.cancel()
         return stored
 
-    def _points(self, batch: list[tuple[Page, Future[str]]], digest: str, path: str, title: str) -> list[PagePoint]:
+    def _points(self, batch: list[tuple[Page, Future[str]]], digest: str, path: str, title: str,
+                report: IndexReport) -> list[PagePoint]:
         if not batch:
             return []
         pages = [p for p, _ in batch]
-        # The encoder runs while the pool is still writing this batch's images.
+        texts = self._page_texts(pages, path, report)
+        # The encoders run while the pool is still writing this batch's images.
         vectors = self.embedder.encode_documents([p.image for p in pages]) if self.embedder else [None] * len(pages)
+        text_vectors = (embed_page_texts(self.text_embedder, [t.text for t in texts]) if self.text_embedder
+                        else [None] * len(pages))
         image_paths = [f.result() for _, f in batch]
         self.pages.sync_folders(image_paths)  # durable before the manifest counts these pages
         now = utc_now()
         return [
-            PagePoint(doc_hash=digest, doc_path=path, page=p.number, image_path=rel, text=p.text, title=title,
-                      indexed_at=now, visual=vec, sparse=None)
-            for p, rel, vec in zip(pages, image_paths, vectors, strict=True)
+            PagePoint(doc_hash=digest, doc_path=path, page=p.number, image_path=rel, text=t.text, title=title,
+                      indexed_at=now, visual=vec, sparse=None, text_source=t.source, ocr_engine=t.engine,
+                      text_dense=tvec)
+            for p, t, rel, vec, tvec in zip(pages, texts, image_paths, vectors, text_vectors, strict=True)
         ]
+
+    # ---- OCR (indexing.ocr): text for pages whose text layer is empty or garbage ------------
+    def _page_texts(self, batch: list[Page], path: str, report: IndexReport) -> list[PageText]:
+        def failed(i: int, reason: str) -> None:
+            where = f"{path} page {batch[i].number}"
+            report.problems.append((where, reason))
+            self.events.problem(where, reason)
+
+        ocr = self._ocr or build_page_ocr("never", "", "", 1, self.index_dir)[0]
+        return ocr.texts([(p.image, p.text) for p in batch], on_failure=failed,
+                         on_progress=lambda queued, done: self.events.ocr_pages(queued, done))
+
+    def _finish_ocr(self, report: IndexReport) -> None:
+        if self._ocr is None:
+            return
+        stats = self._ocr.stats
+        report.ocr_pages, report.ocr_cached, report.pages_without_text = stats.recognized, stats.cached, \
+            stats.without_text
+        self._ocr.close()
+        self._ocr = None
 
     # ---- removal -----------------------------------------------------------------------------
     def _prune(self, roots: list[Path], seen: set[str], manifest: Manifest, session: StoreSession) -> int:
@@ -393,6 +444,16 @@ class Indexer:
             manifest.set_visual(digest, record.pages, self.embedder.name)
             self.events.file_finished(record.path, "visual vectors added")
         return added
+
+    # ---- dense text vectors for pages indexed without a text encoder (indexing.text_dense) ---
+    def _backfill_text_dense(self, session: StoreSession) -> int:
+        def on_start(n: int) -> None:
+            self.events.message(f"adding dense text vectors to {n} page(s) indexed without them")
+            self._set_expected(self._expected + n)
+            self.events.file_started("text vectors", n)
+
+        return backfill_text_dense(session.writing, self.text_embedder, self.opts.batch_pages,
+                                   on_start=on_start, on_pages=self.events.pages_done)
 
     def _fail(self, report: IndexReport, path: str, reason: str) -> None:
         shown = display_path(path)  # a non-UTF-8 name prints as \xNN, on one line

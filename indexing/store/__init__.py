@@ -7,9 +7,12 @@
   reads `QDRANT_API_KEY`), or its local pure-Python mode (`location=":memory:"`, `path=`) used in tests.
 
 One point per page, id `uuid5(doc_hash:page)`, so re-indexing a page overwrites it and never duplicates it.
-Vectors: dense `visual` (cosine, one vector per page from the vision-language encoder) and sparse `text`
-(BM25 term frequencies of the page's text layer, IDF applied by the engine). Payload: doc_hash, doc_path,
-page, image_path, text, title, indexed_at, with keyword indexes on doc_hash and doc_path.
+Vectors: dense `visual` (cosine, one vector per page from the vision-language encoder), sparse `text`
+(BM25 term frequencies of the page's text layer or OCR text, IDF applied by the engine; CJK runs as
+character bigrams, see `indexing.tokenize`) and, optionally, dense `text_dense` (cosine, a sentence-
+transformers model over the page text; its dim is recorded as `text_dim`). Payload: doc_hash, doc_path,
+page, image_path, text, title, indexed_at, text_source ("layer" | "ocr") and, for OCR text, ocr_engine, with
+keyword indexes on doc_hash and doc_path.
 
 Dimension: a store created without a dim (indexing text-only, no encoder yet) has no `visual` vector; the
 first dense vector that arrives (upsert, `set_visual`, or reopening with a dim) adds it with that dim
@@ -30,8 +33,9 @@ under. Copies, renames and removals change only the manifest, so readers resolve
 hits get the manifest's paths for their hash. `doc_filter` matches the payload itself (the doc_hash, or a
 substring of the first-stored path) and is kept for callers without a manifest.
 
-Hybrid search is ONE Qdrant query: a BM25 prefetch on `text` and a dense prefetch on `visual`, fused by
-reciprocal rank fusion (k=60 by default, set explicitly so both backends rank alike).
+Hybrid search is ONE Qdrant query: one prefetch per source given (BM25 on `text`, `text_dense`, `visual`),
+fused by weighted reciprocal rank fusion in the engine (k=60 and equal weights by default, set explicitly so
+both backends rank alike; Qdrant scores a source's 1-based rank r as 1/(k - 1 + r/weight)).
 """
 
 from .base import (
@@ -41,7 +45,9 @@ from .base import (
     PAYLOAD_FIELDS,
     SCHEMA_FILE,
     SCHEMA_VERSION,
+    SOURCES,
     TEXT,
+    TEXT_DENSE,
     VISUAL,
     DimensionMismatch,
     Hit,
@@ -68,7 +74,8 @@ from .shared import SharedStore
 
 __all__ = [
     "DEFAULT_COLLECTION", "DEFAULT_RRF_K", "MODES", "OPTIMIZE_EVERY_PAGES", "PAYLOAD_FIELDS", "SCHEMA_FILE",
-    "SCHEMA_VERSION", "TEXT", "VISUAL", "WRITER_LOCK", "DimensionMismatch", "EdgeStore", "Hit", "Mode",
-    "PagePoint", "QdrantClientStore", "SharedStore", "Store", "StoreError", "StoreSession", "StoreSettings",
+    "SCHEMA_VERSION", "SOURCES", "TEXT", "TEXT_DENSE", "VISUAL", "WRITER_LOCK", "DimensionMismatch", "EdgeStore",
+    "Hit", "Mode", "PagePoint", "QdrantClientStore", "SharedStore", "Store", "StoreError", "StoreSession",
+    "StoreSettings",
     "WriterBusy", "WriterLock", "locked_store", "open_store", "point_id", "utc_now",
 ]

@@ -15,28 +15,32 @@ from typing import Any, Literal
 import numpy as np
 
 from indexing.bm25 import DEFAULT_LANGUAGE, Bm25Encoder, Sparse, encoder
+from indexing.tokenize import CJK_NONE, DEFAULT_CJK
 
 SCHEMA_VERSION = 1
 SCHEMA_FILE = "docrag_schema.json"
 VISUAL = "visual"
 TEXT = "text"
+TEXT_DENSE = "text_dense"  # optional dense vector of the page text (a sentence-transformers model)
 DEFAULT_COLLECTION = "docrag"
 DEFAULT_RRF_K = 60
-PAYLOAD_FIELDS = ("doc_hash", "doc_path", "page", "image_path", "text", "title", "indexed_at")
+PAYLOAD_FIELDS = ("doc_hash", "doc_path", "page", "image_path", "text", "title", "indexed_at", "text_source")
 _ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "docrag:page")
 
-Mode = Literal["visual", "text", "hybrid"]
-MODES: tuple[str, ...] = ("visual", "text", "hybrid")
+Mode = Literal["visual", "text", "dense", "hybrid"]
+MODES: tuple[str, ...] = ("visual", "text", "dense", "hybrid")
+# Fusion sources, in prefetch order, and the vector each one searches.
+SOURCES: dict[str, str] = {"text": TEXT, "dense": TEXT_DENSE, "visual": VISUAL}
 
 
 class DimensionMismatch(ValueError):
     """The index's dense vectors have another dimension than the encoder's."""
 
-    def __init__(self, index_dim: int, given_dim: int) -> None:
+    def __init__(self, index_dim: int, given_dim: int, what: str = "") -> None:
         self.index_dim = index_dim
         self.given_dim = given_dim
         super().__init__(
-            f"index was built with dim {index_dim}, encoder gives {given_dim}: "
+            f"index was built with {what}dim {index_dim}, {what}encoder gives {given_dim}: "
             "re-index into a new index folder/collection, or use the encoder the index was built with"
         )
 
@@ -60,7 +64,8 @@ class PagePoint:
     """One page to store. `visual` may be None (indexed without an encoder; fill later with `set_visual`).
 
     `sparse` None means "compute BM25 from `text` with the store's language" (the usual case); pass a
-    `Sparse` to store a precomputed one. Empty text stores no sparse vector.
+    `Sparse` to store a precomputed one. Empty text stores no sparse vector. `text_source` says where `text`
+    came from: "layer" (the PDF's text layer) or "ocr" (then `ocr_engine` names engine, version, languages).
     """
 
     doc_hash: str
@@ -72,13 +77,17 @@ class PagePoint:
     indexed_at: str = field(default_factory=utc_now)
     visual: np.ndarray | None = None
     sparse: Sparse | None = None
+    text_dense: np.ndarray | None = None
+    text_source: str = "layer"
+    ocr_engine: str = ""
 
     @property
     def id(self) -> str:
         return point_id(self.doc_hash, self.page)
 
     def payload(self) -> dict[str, Any]:
-        return {
+        extra = {"ocr_engine": self.ocr_engine} if self.ocr_engine else {}
+        return extra | {
             "doc_hash": self.doc_hash,
             "doc_path": self.doc_path,
             "page": int(self.page),
@@ -86,6 +95,7 @@ class PagePoint:
             "text": self.text,
             "title": self.title,
             "indexed_at": self.indexed_at,
+            "text_source": self.text_source,
         }
 
 
@@ -100,6 +110,7 @@ class Hit:
     text: str
     title: str
     doc_hash: str
+    text_source: str = "layer"
     # Every path with this content now (copies), when resolved through the manifest (`indexing.resolve`); the
     # payload's `doc_path` alone is the path the page was first stored under.
     doc_paths: list[str] = field(default_factory=list)
@@ -115,6 +126,7 @@ class Hit:
             text=str(p.get("text", "")),
             title=str(p.get("title", "")),
             doc_hash=str(p.get("doc_hash", "")),
+            text_source=str(p.get("text_source", "layer")),
             doc_paths=[str(p.get("doc_path", ""))],
         )
 
@@ -136,6 +148,7 @@ class _Record:
     dense: list[float] | None
     sparse: Sparse | None
     payload: dict[str, Any]
+    text_dense: list[float] | None = None
 
 
 def _doc_filter(doc_filter: str | None, doc_hashes: Sequence[str] | None = None) -> _Filter | None:
@@ -177,11 +190,14 @@ class Store(ABC):
 
     _upsert_batch = 256
 
-    def __init__(self, *, language: str, rrf_k: int = DEFAULT_RRF_K) -> None:
+    def __init__(self, *, language: str, rrf_k: int = DEFAULT_RRF_K, cjk: str = DEFAULT_CJK) -> None:
         self.language = language
+        self.cjk = cjk
         self.rrf_k = rrf_k
-        self._bm25: Bm25Encoder = encoder(language)
+        self.rrf_weights: dict[str, float] = {}  # source (text | dense | visual) -> RRF weight; missing = 1.0
+        self._bm25: Bm25Encoder = encoder(language, cjk)
         self._dim: int | None = None
+        self._text_dim: int | None = None
         self._lock = threading.RLock()
 
     # ---------------------------------------------------------------- backend primitives
@@ -198,7 +214,8 @@ class Store(ABC):
     def _existing_ids(self, ids: list[str]) -> set[str]: ...
 
     @abstractmethod
-    def _update_visual(self, vectors: dict[str, list[float]]) -> None: ...
+    def _update_vectors(self, name: str, vectors: dict[str, list[float]]) -> None:
+        """Set one named dense vector on existing points (id -> vector), leaving the rest untouched."""
 
     @abstractmethod
     def _scroll(self, flt: _Filter | None, limit: int, fields: list[str]) -> list[dict[str, Any]]: ...
@@ -209,17 +226,20 @@ class Store(ABC):
     @abstractmethod
     def _search(
         self,
-        mode: str,
-        sparse: Sparse | None,
-        dense: list[float] | None,
+        sources: list[tuple[str, Sparse | list[float]]],
+        fuse: bool,
         flt: _Filter | None,
         top_k: int,
         prefetch_k: int,
-    ) -> list[tuple[float, dict[str, Any]]]: ...
+        rrf_k: int,
+        weights: list[float] | None,
+    ) -> list[tuple[float, dict[str, Any]]]:
+        """One query: `sources` are (vector name, query vector); `fuse` makes each a prefetch, fused by RRF
+        (k, per-prefetch `weights` or None for equal ones); otherwise the single source is searched directly."""
 
     @abstractmethod
-    def _add_visual_vector(self, dim: int) -> None:
-        """Create the `visual` dense vector (cosine, `dim`) on a store that has none, and record the dim."""
+    def _add_dense_vector(self, name: str, dim: int) -> None:
+        """Create the dense vector `name` (cosine, `dim`) on a store that lacks it, and record it in the schema."""
 
     @abstractmethod
     def bytes_on_disk(self) -> int:
@@ -270,10 +290,36 @@ class Store(ABC):
         with self._lock:
             self._check_open()
             if self._dim is None:
-                self._add_visual_vector(dim)
                 self._dim = dim
+                try:
+                    self._add_dense_vector(VISUAL, dim)
+                except BaseException:
+                    self._dim = None
+                    raise
             elif self._dim != dim:
                 raise DimensionMismatch(self._dim, dim)
+
+    @property
+    def text_dim(self) -> int | None:
+        """Dimension of the dense `text_dense` vectors, None while the index has none."""
+        return self._text_dim
+
+    def ensure_text_dim(self, dim: int) -> None:
+        """Like `ensure_dim`, for the dense text vector `text_dense`."""
+        dim = int(dim)
+        if dim <= 0:
+            raise ValueError(f"dim must be positive, got {dim}")
+        with self._lock:
+            self._check_open()
+            if self._text_dim is None:
+                self._text_dim = dim
+                try:
+                    self._add_dense_vector(TEXT_DENSE, dim)
+                except BaseException:
+                    self._text_dim = None
+                    raise
+            elif self._text_dim != dim:
+                raise DimensionMismatch(self._text_dim, dim, "text ")
 
     def _record(self, p: PagePoint) -> _Record:
         if not p.doc_hash:
@@ -285,8 +331,13 @@ class Store(ABC):
             vec = _as_vector(p.visual, f"visual vector of {p.doc_path} page {p.page}")
             self.ensure_dim(vec.shape[0])
             dense = vec.tolist()
+        text_dense = None
+        if p.text_dense is not None:
+            tvec = _as_vector(p.text_dense, f"text vector of {p.doc_path} page {p.page}")
+            self.ensure_text_dim(tvec.shape[0])
+            text_dense = tvec.tolist()
         sparse = p.sparse if p.sparse is not None else self._bm25.embed_document(p.text)
-        return _Record(p.id, dense, None if sparse.is_empty else sparse, p.payload())
+        return _Record(p.id, dense, None if sparse.is_empty else sparse, p.payload(), text_dense)
 
     def upsert(self, points: Sequence[PagePoint]) -> None:
         """Insert or overwrite pages (whole points: a re-upserted page without `visual` loses its old one)."""
@@ -317,15 +368,23 @@ class Store(ABC):
 
         Raises KeyError naming the pages that are not in the store (nothing is written then).
         """
+        self._set_vectors(VISUAL, doc_hash, page_vectors)
+
+    def set_text_dense(self, doc_hash: str, page_vectors: dict[int, np.ndarray]) -> None:
+        """Add `text_dense` vectors to pages stored earlier (a backfill from their stored text); see `set_visual`."""
+        self._set_vectors(TEXT_DENSE, doc_hash, page_vectors)
+
+    def _set_vectors(self, name: str, doc_hash: str, page_vectors: dict[int, np.ndarray]) -> None:
         if not page_vectors:
             return
+        ensure = self.ensure_dim if name == VISUAL else self.ensure_text_dim
         with self._lock:
             self._check_open()
             vectors: dict[str, list[float]] = {}
             pages: dict[str, int] = {}
             for page, v in page_vectors.items():
-                vec = _as_vector(v, f"visual vector of {doc_hash} page {page}")
-                self.ensure_dim(vec.shape[0])
+                vec = _as_vector(v, f"{name} vector of {doc_hash} page {page}")
+                ensure(vec.shape[0])
                 pid = point_id(doc_hash, int(page))
                 vectors[pid] = vec.tolist()
                 pages[pid] = int(page)
@@ -334,7 +393,7 @@ class Store(ABC):
                 raise KeyError(f"document {doc_hash} has no stored page(s) {missing}")
             ids = list(vectors)
             for i in range(0, len(ids), self._upsert_batch):
-                self._update_visual({k: vectors[k] for k in ids[i : i + self._upsert_batch]})
+                self._update_vectors(name, {k: vectors[k] for k in ids[i : i + self._upsert_batch]})
 
     def pages_missing_visual(self, limit: int = 1000, doc_hash: str | None = None) -> list[tuple[str, int, str]]:
         """Up to `limit` pages without a dense vector, as (doc_hash, page, image_path), sorted."""
@@ -346,6 +405,25 @@ class Store(ABC):
             rows = self._scroll(flt, limit, ["doc_hash", "page", "image_path"])
         out = [(str(r.get("doc_hash", "")), int(r.get("page", 0)), str(r.get("image_path", ""))) for r in rows]
         return sorted(out)
+
+    def pages_missing_text_dense(self, limit: int = 1000, doc_hash: str | None = None) -> list[tuple[str, int, str]]:
+        """Up to `limit` pages with text but without a `text_dense` vector, as (doc_hash, page, text), sorted."""
+        with self._lock:
+            self._check_open()
+            must = (("eq", "doc_hash", doc_hash),) if doc_hash else ()
+            must_not = (("has_vector", TEXT_DENSE),) if self._text_dim is not None else ()
+            flt = _Filter(must=must, must_not=must_not) if (must or must_not) else None
+            rows = self._scroll(flt, limit, ["doc_hash", "page", "text"])
+        out = [(str(r.get("doc_hash", "")), int(r.get("page", 0)), str(r.get("text") or "")) for r in rows]
+        return sorted(row for row in out if row[2].strip())  # a page without text gets no text vector
+
+    def count_with_text_dense(self) -> int:
+        """Number of pages that carry a `text_dense` vector."""
+        with self._lock:
+            self._check_open()
+            if self._text_dim is None:
+                return 0
+            return self._count(_Filter(must=(("has_vector", TEXT_DENSE),)))
 
     def count(self) -> int:
         """Number of pages stored."""
@@ -377,9 +455,15 @@ class Store(ABC):
         top_k: int = 5,
         doc_filter: str | None = None,
         prefetch_k: int = 50,
+        text_vector: np.ndarray | None = None,
+        rrf_k: int | None = None,
+        weights: dict[str, float] | None = None,
         doc_hashes: Sequence[str] | None = None,
     ) -> list[Hit]:
-        """Search pages. `visual` needs `vector`, `text` needs `text`, `hybrid` both (one fused query).
+        """Search pages: `text` (BM25) needs `text`, `visual` needs `vector`, `dense` needs `text_vector` (the
+        query embedded by the index's text encoder); `hybrid` fuses every source it is given (BM25 when `text`
+        has terms, visual, dense) in ONE query with one prefetch each, by weighted RRF (`rrf_k`, `weights` by
+        source name; defaults: the store's `rrf_k` and `rrf_weights`). One point per page, so one hit per page.
 
         `doc_hashes` keeps only those documents' pages (how `docrag search --filter doc=` resolves a name through
         the manifest, see `indexing.resolve`); `doc_filter` matches the payload's hash or first-stored path.
@@ -388,29 +472,50 @@ class Store(ABC):
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if top_k <= 0 or (doc_hashes is not None and not doc_hashes):
             return []
-        need_text = mode in ("text", "hybrid")
-        need_vec = mode in ("visual", "hybrid")
-        if need_text and text is None:
+        if mode in ("text", "hybrid") and text is None:
             raise ValueError(f"mode {mode!r} needs a query text")
-        if need_vec and vector is None:
+        if mode == "visual" and vector is None:
             raise ValueError(f"mode {mode!r} needs a query vector")
+        if mode == "dense" and text_vector is None:
+            raise ValueError("mode 'dense' needs a query text vector (from the index's text encoder)")
+        if mode == "hybrid" and vector is None and text_vector is None:
+            raise ValueError("mode 'hybrid' needs a query vector (visual and/or dense text) besides the text")
         with self._lock:
             self._check_open()
-            dense = None
-            if need_vec:
+            sources: dict[str, Sparse | list[float]] = {}
+            if mode in ("text", "hybrid"):
+                sparse = self._bm25.embed_query(text or "")
+                if mode == "text" and sparse.is_empty:
+                    return []  # nothing left after stop words: no page can match
+                if not sparse.is_empty:  # hybrid: fuse the dense sides alone rather than send an empty query
+                    sources["text"] = sparse
+            if mode in ("dense", "hybrid") and text_vector is not None:
+                if self._text_dim is None:
+                    raise StoreError("this index has no dense text vectors (built without --text-encoder)")
+                tvec = _as_vector(text_vector, "query text vector")
+                if tvec.shape[0] != self._text_dim:
+                    raise DimensionMismatch(self._text_dim, tvec.shape[0], "text ")
+                sources["dense"] = tvec.tolist()
+            if mode in ("visual", "hybrid") and vector is not None:
                 if self._dim is None:
                     raise StoreError("this index has no visual vectors (built without an encoder): use mode='text'")
                 vec = _as_vector(vector, "query vector")
                 if vec.shape[0] != self._dim:
                     raise DimensionMismatch(self._dim, vec.shape[0])
-                dense = vec.tolist()
-            sparse = self._bm25.embed_query(text or "") if need_text else None
-            if mode == "text" and (sparse is None or sparse.is_empty):
-                return []  # nothing left after stop words: no page can match
-            if mode == "hybrid" and sparse is not None and sparse.is_empty:
-                sparse = None  # fuse the dense side alone rather than send an empty sparse query
+                sources["visual"] = vec.tolist()
+            ordered = [(name, sources[name]) for name in SOURCES if name in sources]
+            w = {**self.rrf_weights, **(weights or {})}
+            wlist = [float(w.get(name, 1.0)) for name, _ in ordered]
+            if any(x < 0 for x in wlist):
+                raise ValueError(f"RRF weights must not be negative, got {w}")
             rows = self._search(
-                mode, sparse, dense, _doc_filter(doc_filter, doc_hashes), int(top_k), max(int(prefetch_k), int(top_k))
+                [(SOURCES[name], q) for name, q in ordered],
+                mode == "hybrid",
+                _doc_filter(doc_filter, doc_hashes),
+                int(top_k),
+                max(int(prefetch_k), int(top_k)),
+                int(rrf_k if rrf_k is not None else self.rrf_k),
+                None if all(x == 1.0 for x in wlist) else wlist,
             )
         return [Hit.from_payload(payload, score) for score, payload in rows]
 
@@ -420,9 +525,11 @@ class Store(ABC):
         return {
             "schema_version": SCHEMA_VERSION,
             "dim": self._dim,
+            "text_dim": self._text_dim,
             "distance": "cosine",
             "sparse": "bm25",
             "bm25_language": self.language,
+            "bm25_cjk": self.cjk,
             "created_at": created_at or utc_now(),
             **self._schema_extra,
         }
@@ -448,3 +555,10 @@ def _resolve_language(stored: str | None, asked: str | None, where: str) -> str:
     return stored or asked or DEFAULT_LANGUAGE
 
 
+
+
+def _resolve_cjk(schema: dict[str, Any], exists: bool) -> str:
+    """The CJK tokenisation of an index: recorded, else "none" for an index made before it was recorded."""
+    if not exists:
+        return DEFAULT_CJK
+    return str(schema.get("bm25_cjk") or CJK_NONE)

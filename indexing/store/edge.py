@@ -15,6 +15,7 @@ from .base import (
     DEFAULT_RRF_K,
     SCHEMA_FILE,
     TEXT,
+    TEXT_DENSE,
     VISUAL,
     Store,
     StoreError,
@@ -22,6 +23,7 @@ from .base import (
     _disk_usage,
     _Filter,
     _Record,
+    _resolve_cjk,
     _resolve_language,
     utc_now,
 )
@@ -69,13 +71,15 @@ class EdgeStore(Store):
                     raise StoreError(f"{schema_path} is not valid JSON: {exc}") from exc
             _check_schema(schema, str(self.path))
             super().__init__(
-                language=_resolve_language(schema.get("bm25_language"), language, str(self.path)), rrf_k=rrf_k
+                language=_resolve_language(schema.get("bm25_language"), language, str(self.path)), rrf_k=rrf_k,
+                cjk=_resolve_cjk(schema, exists=True),
             )
             self._created_at = schema.get("created_at") or utc_now()
             self._schema_extra = {"dense_index": schema.get("dense_index", "exact")}
             self._shard = self._load(open_timeout_s)
             stored_dim = schema.get("dim")
             self._dim = int(stored_dim) if stored_dim else self._infer_dim()
+            self._text_dim = int(schema["text_dim"]) if schema.get("text_dim") else None
             if not schema_path.exists():
                 self._save_schema()
         else:
@@ -181,6 +185,8 @@ class EdgeStore(Store):
             vec: dict[str, Any] = {}
             if r.dense is not None:
                 vec[VISUAL] = r.dense
+            if r.text_dense is not None:
+                vec[TEXT_DENSE] = r.text_dense
             if r.sparse is not None:
                 vec[TEXT] = self._sparse(r.sparse)
             points.append(qe.Point(r.id, vec, r.payload))
@@ -195,9 +201,9 @@ class EdgeStore(Store):
     def _existing_ids(self, ids: list[str]) -> set[str]:
         return {str(r.id) for r in self._shard.retrieve(ids, False, False)}
 
-    def _update_visual(self, vectors: dict[str, list[float]]) -> None:
+    def _update_vectors(self, name: str, vectors: dict[str, list[float]]) -> None:
         qe = self._qe
-        pvs = [qe.PointVectors(pid, {VISUAL: v}) for pid, v in vectors.items()]
+        pvs = [qe.PointVectors(pid, {name: v}) for pid, v in vectors.items()]
         self._shard.update(qe.UpdateOperation.update_vectors(pvs))
 
     def _scroll(self, flt: _Filter | None, limit: int, fields: list[str]) -> list[dict[str, Any]]:
@@ -224,37 +230,32 @@ class EdgeStore(Store):
 
     def _search(
         self,
-        mode: str,
-        sparse: Sparse | None,
-        dense: list[float] | None,
+        sources: list[tuple[str, Sparse | list[float]]],
+        fuse: bool,
         flt: _Filter | None,
         top_k: int,
         prefetch_k: int,
+        rrf_k: int,
+        weights: list[float] | None,
     ) -> list[tuple[float, dict[str, Any]]]:
         qe = self._qe
         f = self._filter(flt)
-        if mode == "text":
-            req = qe.QueryRequest(
-                limit=top_k, query=qe.Query.Nearest(self._sparse(sparse), using=TEXT), filter=f, with_payload=True
-            )
-        elif mode == "visual":
-            req = qe.QueryRequest(limit=top_k, query=qe.Query.Nearest(dense, using=VISUAL), filter=f, with_payload=True)
+
+        def nearest(using: str, q: Sparse | list[float]) -> Any:
+            return qe.Query.Nearest(self._sparse(q) if isinstance(q, Sparse) else q, using=using)
+
+        if not fuse:
+            (using, q), = sources
+            req = qe.QueryRequest(limit=top_k, query=nearest(using, q), filter=f, with_payload=True)
         else:
-            prefetches = []
-            if sparse is not None:
-                prefetches.append(
-                    qe.Prefetch(limit=prefetch_k, query=qe.Query.Nearest(self._sparse(sparse), using=TEXT), filter=f)
-                )
-            prefetches.append(qe.Prefetch(limit=prefetch_k, query=qe.Query.Nearest(dense, using=VISUAL), filter=f))
-            req = qe.QueryRequest(
-                limit=top_k, prefetches=prefetches, query=qe.Fusion.Rrf(k=self.rrf_k), filter=f, with_payload=True
-            )
+            prefetches = [qe.Prefetch(limit=prefetch_k, query=nearest(using, q), filter=f) for using, q in sources]
+            req = qe.QueryRequest(limit=top_k, prefetches=prefetches, query=qe.Fusion.Rrf(k=rrf_k, weights=weights),
+                                  filter=f, with_payload=True)
         return [(float(p.score), p.payload or {}) for p in self._shard.query(req)]
 
-    def _add_visual_vector(self, dim: int) -> None:
+    def _add_dense_vector(self, name: str, dim: int) -> None:
         qe = self._qe
-        self._shard.update(qe.UpdateOperation.create_dense_vector(VISUAL, int(dim), qe.Distance.Cosine))
-        self._dim = int(dim)
+        self._shard.update(qe.UpdateOperation.create_dense_vector(name, int(dim), qe.Distance.Cosine))
         self._save_schema()
 
     def bytes_on_disk(self) -> int:

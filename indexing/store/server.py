@@ -13,6 +13,7 @@ from .base import (
     DEFAULT_COLLECTION,
     DEFAULT_RRF_K,
     TEXT,
+    TEXT_DENSE,
     VISUAL,
     Store,
     StoreError,
@@ -20,6 +21,7 @@ from .base import (
     _disk_usage,
     _Filter,
     _Record,
+    _resolve_cjk,
     _resolve_language,
     utc_now,
 )
@@ -89,10 +91,12 @@ class QdrantClientStore(Store):
                 raise StoreError(f"{where} exists but has no sparse vector {TEXT!r}: not a docrag collection")
             meta = (getattr(info.config, "metadata", None) or {}).get("docrag", {}) or {}
             _check_schema(meta, where)
-            super().__init__(language=_resolve_language(meta.get("bm25_language"), language, where), rrf_k=rrf_k)
+            super().__init__(language=_resolve_language(meta.get("bm25_language"), language, where), rrf_k=rrf_k,
+                             cjk=_resolve_cjk(meta, exists=True))
             self._created_at = meta.get("created_at") or utc_now()
             vectors = params.vectors if isinstance(params.vectors, dict) else {}
             self._dim = int(vectors[VISUAL].size) if VISUAL in vectors else None
+            self._text_dim = int(vectors[TEXT_DENSE].size) if TEXT_DENSE in vectors else None
         else:
             super().__init__(language=language or DEFAULT_LANGUAGE, rrf_k=rrf_k)
             self._created_at = utc_now()
@@ -144,6 +148,8 @@ class QdrantClientStore(Store):
             vec: dict[str, Any] = {}
             if r.dense is not None:
                 vec[VISUAL] = r.dense
+            if r.text_dense is not None:
+                vec[TEXT_DENSE] = r.text_dense
             if r.sparse is not None:
                 vec[TEXT] = self._sparse(r.sparse)
             points.append(m.PointStruct(id=r.id, vector=vec, payload=r.payload))
@@ -161,9 +167,9 @@ class QdrantClientStore(Store):
         recs = self._client.retrieve(self.collection, ids=ids, with_payload=False, with_vectors=False)
         return {str(r.id) for r in recs}
 
-    def _update_visual(self, vectors: dict[str, list[float]]) -> None:
+    def _update_vectors(self, name: str, vectors: dict[str, list[float]]) -> None:
         m = self._m
-        pvs = [m.PointVectors(id=pid, vector={VISUAL: v}) for pid, v in vectors.items()]
+        pvs = [m.PointVectors(id=pid, vector={name: v}) for pid, v in vectors.items()]
         self._client.update_vectors(self.collection, points=pvs, wait=True)
 
     def _scroll(self, flt: _Filter | None, limit: int, fields: list[str]) -> list[dict[str, Any]]:
@@ -189,43 +195,40 @@ class QdrantClientStore(Store):
 
     def _search(
         self,
-        mode: str,
-        sparse: Sparse | None,
-        dense: list[float] | None,
+        sources: list[tuple[str, Sparse | list[float]]],
+        fuse: bool,
         flt: _Filter | None,
         top_k: int,
         prefetch_k: int,
+        rrf_k: int,
+        weights: list[float] | None,
     ) -> list[tuple[float, dict[str, Any]]]:
         m = self._m
         f = self._filter(flt)
-        if mode == "text":
+
+        def vec(q: Sparse | list[float]) -> Any:
+            return self._sparse(q) if isinstance(q, Sparse) else q
+
+        if not fuse:
+            (using, q), = sources
             res = self._client.query_points(
-                self.collection, query=self._sparse(sparse), using=TEXT, query_filter=f, limit=top_k, with_payload=True
-            )
-        elif mode == "visual":
-            res = self._client.query_points(
-                self.collection, query=dense, using=VISUAL, query_filter=f, limit=top_k, with_payload=True
+                self.collection, query=vec(q), using=using, query_filter=f, limit=top_k, with_payload=True
             )
         else:
-            prefetch = []
-            if sparse is not None:
-                prefetch.append(m.Prefetch(query=self._sparse(sparse), using=TEXT, limit=prefetch_k, filter=f))
-            prefetch.append(m.Prefetch(query=dense, using=VISUAL, limit=prefetch_k, filter=f))
             res = self._client.query_points(
                 self.collection,
-                prefetch=prefetch,
-                query=m.RrfQuery(rrf=m.Rrf(k=self.rrf_k)),
+                prefetch=[m.Prefetch(query=vec(q), using=using, limit=prefetch_k, filter=f) for using, q in sources],
+                query=m.RrfQuery(rrf=m.Rrf(k=rrf_k, weights=weights)),
                 query_filter=f,
                 limit=top_k,
                 with_payload=True,
             )
         return [(float(p.score), p.payload or {}) for p in res.points]
 
-    def _add_visual_vector(self, dim: int) -> None:
+    def _add_dense_vector(self, name: str, dim: int) -> None:
         m = self._m
         cfg = m.DenseVectorNameConfig(dense=m.DenseVectorConfig(size=int(dim), distance=m.Distance.COSINE))
-        self._client.create_vector_name(self.collection, VISUAL, cfg)
-        self._dim = int(dim)
+        self._client.create_vector_name(self.collection, name, cfg)
         self._client.update_collection(self.collection, metadata={"docrag": self._schema(self._created_at)})
 
     def bytes_on_disk(self) -> int:

@@ -104,6 +104,7 @@ class StoreSettings:
     collection: str = DEFAULT_COLLECTION
     command: str | None = None
     lock_timeout_s: float = DEFAULT_TIMEOUT_S
+    language: str | None = None  # BM25 language of a new index (an existing one keeps its recorded one)
 
 
 class WriterBusy(IndexBusy):
@@ -156,7 +157,7 @@ class StoreSession:
                 try:
                     s = self.settings
                     self._store = open_store(self.index_dir, self.dim, s.qdrant_url, s.api_key, s.collection,
-                                             open_timeout_s=s.lock_timeout_s)
+                                             open_timeout_s=s.lock_timeout_s, language=s.language)
                 except BaseException:
                     if self._lock is not None:
                         self._lock.release()
