@@ -335,12 +335,18 @@ class DocRag:
                             image_max_side=self.config.llm_image_max_side)
 
     # ---- status ------------------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
-        """What the index holds; raises `NoIndex` (creating nothing) on a folder without an index."""
+    def status(self, missing_ok: bool = False) -> dict[str, Any]:
+        """What the index holds; raises `NoIndex` (creating nothing) on a folder without an index, unless
+        `missing_ok` (the web UI, which owns its folder, shows an empty index before the first upload)."""
         c = self.config
-        with Manifest.existing(c.index_dir) as manifest:
-            docs = list(manifest.documents())
-            encoder = manifest.get_meta(ENCODER_META)
+        docs, encoder = [], None
+        try:
+            with Manifest.existing(c.index_dir) as manifest:
+                docs = list(manifest.documents())
+                encoder = manifest.get_meta(ENCODER_META)
+        except NoIndex:
+            if not missing_ok:
+                raise
         pages = visual = text_dense = store_bytes = 0
         if docs or c.qdrant_url:
             with self._store("docrag status") as store:

@@ -57,7 +57,7 @@ class DocRagUI:
 
     def status(self) -> dict:
         """Documents, pages, encoder, LLM, and the indexing queue."""
-        info: dict[str, Any] = dict(self.rag.status())
+        info: dict[str, Any] = dict(self.rag.status(missing_ok=True))
         info["llm"] = describe_llm(self.rag.config)
         p = self.jobs.snapshot()
         info["indexing"] = {"running": p.running, "pages_done": p.pages_done, "pages_total": p.pages_total,

@@ -21,13 +21,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def tiny_generator(tmp_path_factory) -> Path:
-    from moca_train.checkpoint import save_checkpoint
+    from moca_train.checkpoint import save_pretrained_encoder
     from moca_train.presets import build_model
     from moca_train.processing import load_processor
 
     processor = load_processor(min_pixels=16 * 28 * 28, max_pixels=64 * 28 * 28)
     model = build_model("tiny", processor.tokenizer, bidirectional=False)
-    out = save_checkpoint(model, processor, tmp_path_factory.mktemp("gen") / "tiny-vlm")
+    out = save_pretrained_encoder(model, processor, tmp_path_factory.mktemp("gen") / "tiny-vlm")
     return out
 
 
