@@ -248,9 +248,11 @@ class PageOcr:
         """One `PageText` per (image, text layer); `on_failure(index, reason)` for a page the engine failed on."""
         out = [PageText(layer) for _, layer in pages]
         todo = [i for i, (_, layer) in enumerate(pages) if self.needs_ocr(layer)]
+        read: set[int] = set()  # pages OCR'd (a short layer kept because OCR read nothing has text after all)
         if todo and self.engine is not None:
-            self._recognize(self.engine, pages, todo, out, on_failure, on_progress)
-        self.stats.without_text += sum(t.source == SOURCE_LAYER and not text_layer_usable(t.text) for t in out)
+            read = self._recognize(self.engine, pages, todo, out, on_failure, on_progress)
+        self.stats.without_text += sum(t.source == SOURCE_LAYER and not text_layer_usable(t.text)
+                                       and not (i in read and t.text.strip()) for i, t in enumerate(out))
         return out
 
     def _recognize(
@@ -261,7 +263,9 @@ class PageOcr:
         out: list[PageText],
         on_failure: Callable[[int, str], None],
         on_progress: Callable[[int, int], None],
-    ) -> None:
+    ) -> set[int]:
+        """OCR the pages `todo` into `out`; returns those the engine read (from the cache or now)."""
+        read: set[int] = set()
         by_digest: dict[str, list[int]] = {}
         for i in todo:
             by_digest.setdefault(image_digest(pages[i][0]), []).append(i)
@@ -272,10 +276,11 @@ class PageOcr:
                 run[digest] = idx  # identical images in one batch (blank pages, repeated forms) run once
             else:
                 for i in idx:
-                    out[i] = PageText(cached, SOURCE_OCR, engine.name)
+                    out[i] = _better(pages[i][1], PageText(cached, SOURCE_OCR, engine.name))
+                read.update(idx)
                 self.stats.cached += len(idx)
         if not run:
-            return
+            return read
         on_progress(len(run), 0)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="ocr")
@@ -292,10 +297,12 @@ class PageOcr:
                 self.stats.recognized += 1
                 self.stats.cached += len(idx) - 1
                 for i in idx:
-                    out[i] = PageText(text, SOURCE_OCR, engine.name)
+                    out[i] = _better(pages[i][1], PageText(text, SOURCE_OCR, engine.name))
+                read.update(idx)
                 if self.cache is not None:
                     self.cache.put(engine.name, digest, text)
             on_progress(0, 1)
+        return read
 
     def close(self) -> None:
         if self._pool is not None:
@@ -303,6 +310,14 @@ class PageOcr:
             self._pool = None
         if self.cache is not None:
             self.cache.close()
+
+
+def _better(layer: str, ocr: PageText) -> PageText:
+    """The OCR text, unless it read nothing usable where the text layer has words (a one-word title page,
+    a page rendered too small to read): then the layer is all there is, and it is kept."""
+    if layer.strip() and not text_layer_usable(ocr.text):
+        return PageText(layer)
+    return ocr
 
 
 def build_page_ocr(mode: str, engine: str, lang: str, workers: int, index_dir: Path | str) -> tuple[PageOcr, str]:

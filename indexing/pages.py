@@ -35,6 +35,20 @@ DEFAULT_WRITE_THREADS = 2
 _HASH_RE = re.compile(r"^[0-9a-f]{8,128}$")
 
 
+# The largest side each format can hold (WebP: 14-bit sizes; JPEG: 16-bit, less a margin libjpeg wants).
+MAX_SIDE = {"webp": 16383, "jpeg": 65500}
+
+
+def _fit_side(image: Image.Image, limit: int | None) -> Image.Image:
+    """A page longer than its format allows (a receipt, a strip) is stored downscaled, not lost."""
+    w, h = image.size
+    if limit is None or max(w, h) <= limit:
+        return image
+    s = limit / max(w, h)
+    return image.resize((max(1, min(limit, round(w * s))), max(1, min(limit, round(h * s)))),
+                        Image.Resampling.LANCZOS)
+
+
 def _check_hash(doc_hash: str) -> str:
     if not isinstance(doc_hash, str) or not _HASH_RE.match(doc_hash):
         # The hash becomes a folder name: anything but lowercase hex could escape the store (../) or collide.
@@ -106,6 +120,7 @@ class PageStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         if image.mode not in ("RGB", "L"):
             image = image.convert("RGB")
+        image = _fit_side(image, MAX_SIDE.get(self.fmt))
         # os.open with 0o666 (not mkstemp's 0o600) so the final file gets the usual umask permissions.
         tmp = target.parent / f".{target.stem}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)

@@ -24,6 +24,7 @@ from .checkpoint import (
     resolve_dtype,
     save_pretrained_encoder,
 )
+from .imaging import pad_to_aspect
 from .pooling import POOLINGS, pool
 from .processing import image_grid, load_processor, pixel_bounds
 
@@ -187,9 +188,9 @@ class MoCaEncoder:
 
 def _as_rgb(image) -> Image.Image:
     if isinstance(image, Image.Image):
-        return image if image.mode == "RGB" else image.convert("RGB")
+        return pad_to_aspect(image if image.mode == "RGB" else image.convert("RGB"))
     with Image.open(image) as im:
-        return im.convert("RGB")
+        return pad_to_aspect(im.convert("RGB"))
 
 
 def flops_per_token(config) -> float:

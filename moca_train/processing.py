@@ -208,3 +208,4 @@ def special_token_ids(tokenizer) -> set[int]:
         if tid is not None and tid != tokenizer.unk_token_id:
             ids.add(tid)
     return ids
+

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..imaging import pad_to_aspect, padded_size
+
 
 class DataError(ValueError):
     """A row that cannot be used (bad JSON, wrong fields, placeholder/image count mismatch, unreadable image)."""
@@ -47,18 +49,18 @@ def open_image(ref: str, base_dir: str | os.PathLike = ".") -> Image.Image:
 
 
 def load_image(ref: str, base_dir: str | os.PathLike = ".") -> Image.Image:
-    """The image a row refers to, decoded, RGB."""
+    """The image a row refers to, decoded, RGB (a strip padded to an aspect ratio the processor takes)."""
     with open_image(ref, base_dir) as im:
         try:
-            return im.convert("RGB")
+            return pad_to_aspect(im.convert("RGB"))
         except OSError as e:
             raise DataError(f"cannot decode image {ref[:80]!r}: {e}") from None
 
 
 def image_size(ref: str, base_dir: str | os.PathLike = ".") -> tuple[int, int]:
-    """(width, height) from the file header, without decoding the pixels."""
+    """(width, height) `load_image` gives, from the file header, without decoding the pixels."""
     with open_image(ref, base_dir) as im:
-        return im.size
+        return padded_size(*im.size)
 
 
 def data_uri(image: Image.Image, fmt: str = "PNG") -> str:

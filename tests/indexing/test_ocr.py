@@ -140,8 +140,8 @@ def test_a_page_that_makes_the_engine_fail_is_reported_and_the_rest_goes_on(scan
         out.new_page(width=1, height=20000)
         out.insert_pdf(src, from_page=1, to_page=1)
         out.save(pdf)
-    # PNG page images: WebP cannot hold an image over 16383 px high
-    report = Indexer(tmp_path / "idx", options=IndexOptions(ocr="auto", page_format="png")).sync([pdf])
+    # Default WebP page images: the strip is stored downscaled to WebP's 16383 px (indexing.pages.MAX_SIDE).
+    report = Indexer(tmp_path / "idx", options=IndexOptions(ocr="auto")).sync([pdf])
     assert (report.new, report.failed, report.pages, report.ocr_pages) == (1, 0, 3, 2)
     assert len(report.problems) == 1
     where, reason = report.problems[0]
@@ -161,6 +161,19 @@ def test_page_ocr_cache_keys_on_pixels_and_engine(tmp_path: Path) -> None:
     assert (ocr.stats.recognized, ocr.stats.cached) == (1, 1)  # the same pixels twice: one engine run
     ocr.texts([(img, "")])
     assert (ocr.stats.recognized, ocr.stats.cached, len(cache)) == (1, 2, 1)
+    ocr.close()
+
+
+@needs_tesseract
+def test_a_short_text_layer_is_kept_when_ocr_reads_nothing(tmp_path: Path) -> None:
+    # One word on a page fails the garbage check (too few words), but if OCR finds no text the layer wins.
+    blank = Image.new("RGB", (300, 400), "white")
+    ocr = PageOcr("auto", TesseractEngine("eng"), None, workers=1)
+    (page,) = ocr.texts([(blank, "three")])
+    assert (page.text, page.source, page.engine) == ("three", "layer", "")
+    assert ocr.stats.without_text == 0
+    (always,) = PageOcr("always", TesseractEngine("eng"), None, workers=1).texts([(blank, "Appendix B")])
+    assert (always.text, always.source) == ("Appendix B", "layer")
     ocr.close()
 
 

@@ -211,3 +211,20 @@ def test_kill_9_never_leaves_a_half_image(tmp_path):
         stale += store.remove_stale_tmp()
     assert not list(tmp_path.rglob("*.tmp"))
     assert stale >= 1  # the kills did land mid-write, and those writes left no visible page
+
+
+@pytest.mark.parametrize(("fmt", "limit"), [("webp", 16383), ("jpeg", 65500)])
+def test_a_page_taller_than_the_format_allows_is_stored_downscaled(tmp_path, fmt, limit):
+    # A long receipt or a strip page: WebP holds at most 16383 px a side, JPEG 65535.
+    tall = Image.new("RGB", (40, limit + 5000), "white")
+    store = PageStore(tmp_path, fmt=fmt)
+    with Image.open(store.path(store.save("ab" * 32, 1, tall))) as im:
+        assert max(im.size) <= limit
+        assert im.size[0] == round(40 * limit / (limit + 5000))
+
+
+def test_png_keeps_a_tall_page_whole(tmp_path):
+    tall = Image.new("L", (2, 20000), 255)
+    store = PageStore(tmp_path, fmt="png")
+    with Image.open(store.path(store.save("ab" * 32, 1, tall))) as im:
+        assert im.size == (2, 20000)

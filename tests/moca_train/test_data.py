@@ -144,3 +144,13 @@ def test_cpt_steps_resume_and_respect_the_token_budget(cpt_jsonl, make_cpt_confi
 def test_row_dataclass_round_trips():
     row = CPTRow(text="<image> caption", images=["a.png"])
     assert parse_row(row.to_json()).images == ["a.png"]
+
+
+def test_a_strip_image_is_padded_and_its_size_says_so(tmp_path):
+    # The collators count visual tokens from image_size (header only): it must match what load_image returns.
+    from moca_train.data import image_size
+
+    Image.new("RGB", (3, 1200), "black").save(tmp_path / "strip.png")
+    img = load_image("strip.png", tmp_path)
+    assert image_size("strip.png", tmp_path) == img.size == (8, 1200)
+    assert img.getpixel((0, 600)) == (255, 255, 255) and img.getpixel((3, 600)) == (0, 0, 0)

@@ -97,3 +97,14 @@ def test_qwen2_vl_backbone_encodes(processor, page_images):
     single = enc.encode_documents(page_images[1:2])
     assert docs.shape == (2, 64) and np.abs(docs[1] - single[0]).max() < 1e-5
     assert _first_token_change(model) > 1e-4
+
+
+def test_a_strip_page_is_padded_to_an_aspect_ratio_the_processor_takes(encoder):
+    # Qwen-VL's image processor refuses width:height beyond 1:200 (a receipt, a strip page rendered whole).
+    from PIL import Image
+
+    strip = Image.new("RGB", (2, 16383), "white")
+    wide = Image.new("RGB", (9000, 20), "white")
+    vectors = encoder.encode_documents([strip, wide])
+    assert vectors.shape == (2, encoder.dim) and np.isfinite(vectors).all()
+    assert not np.allclose(vectors[0], vectors[1])
