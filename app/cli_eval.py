@@ -15,7 +15,7 @@ from typer.core import TyperGroup
 
 from .errors import fail
 
-MODE_CHOICES = ("visual", "text", "hybrid", "all")
+MODE_CHOICES = ("text", "dense", "visual", "hybrid", "all")
 
 
 class _RunByDefault(TyperGroup):
@@ -34,7 +34,18 @@ def run(
     dataset: Path = typer.Argument(..., help="Evaluation set folder (BEIR/ViDoRe-v2, ViDoRe-v1, saved HF dataset)."),
     encoder: str | None = typer.Option(None, "--encoder", help="none | auto | checkpoint folder | hub id."),
     processor: str | None = typer.Option(None, help="Tokenizer/image-processor folder or hub id for --encoder."),
-    mode: str | None = typer.Option(None, help="visual | text | hybrid | all (default: every mode the index has)."),
+    text_encoder: str | None = typer.Option(None, "--text-encoder", help="Dense text vectors (sentence-transformers "
+                                            "folder or hub id); none (default) for BM25 only."),
+    mode: str | None = typer.Option(None, help="text | dense | visual | hybrid | all (default, all: every mode the "
+                                    "index has)."),
+    ocr: str | None = typer.Option(None, "--ocr", help="OCR pages without a usable text layer: auto (default) | "
+                                   "always | never."),
+    ocr_lang: str | None = typer.Option(None, "--ocr-lang", help="OCR languages, Tesseract codes: eng+fra+jpn."),
+    ocr_engine: str | None = typer.Option(None, "--ocr-engine", help="tesseract (default) | rapidocr."),
+    rrf_k: int | None = typer.Option(None, "--rrf-k", min=1, help="Hybrid: RRF k (default 60)."),
+    weight_text: float | None = typer.Option(None, "--weight-text", help="Hybrid: weight of BM25 (default 1)."),
+    weight_dense: float | None = typer.Option(None, "--weight-dense", help="Hybrid: weight of dense text (1)."),
+    weight_visual: float | None = typer.Option(None, "--weight-visual", help="Hybrid: weight of visual (1)."),
     top_k: int = typer.Option(100, "--top-k", help="Pages retrieved per query."),
     compare: str | None = typer.Option(None, "--compare", help="A second encoder, scored on the same set."),
     index_dir: Path | None = typer.Option(None, "--index-dir", help="Index folder; the eval index goes in evals/."),
@@ -55,9 +66,11 @@ def run(
         import pytrec_eval  # noqa: F401
     except ImportError:
         fail("docrag eval needs pytrec-eval-terrier (the trec_eval bindings): pip install 'docrag[eval]'")
-    config = _config(index_dir=index_dir, encoder=encoder, processor=processor, dpi=dpi)
+    config = _config(index_dir=index_dir, encoder=encoder, processor=processor, dpi=dpi, text_encoder=text_encoder,
+                     ocr=ocr, ocr_lang=ocr_lang, ocr_engine=ocr_engine, rrf_k=rrf_k, weight_text=weight_text,
+                     weight_dense=weight_dense, weight_visual=weight_visual)
     ds = _guard(load_dataset, dataset, config.index_dir / "evals" / "hf-images")
-    modes = None if mode is None else (["text", "visual", "hybrid"] if mode == "all" else [mode])
+    modes = None if mode in (None, "all") else [mode]
     with _CliEvents(quiet=json_out) as events:
         from .evaluation.runner import EvalRunner
 

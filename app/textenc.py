@@ -32,8 +32,11 @@ class SentenceTextEncoder:
         except ImportError:
             raise TextEncoderUnavailable("--text-encoder needs sentence-transformers: pip install 'docrag[text]'") \
                 from None
+        from moca_train.checkpoint import quiet_transformers
+
         try:
-            self.model = SentenceTransformer(str(name), device=None if device in (None, "auto") else device)
+            with quiet_transformers():  # no "Loading weights" bar in the middle of docrag's own output
+                self.model = SentenceTransformer(str(name), device=None if device in (None, "auto") else device)
         except (OSError, ValueError) as e:
             raise TextEncoderUnavailable(f"cannot load text encoder {name}: {str(e).splitlines()[0]}") from e
         self.name = str(name)

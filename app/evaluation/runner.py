@@ -1,15 +1,19 @@
 """`docrag eval`: index an evaluation set's corpus with the normal indexing code, run every query in each
 mode through `DocRag.search`, and score the rankings with trec_eval (`metrics.py`).
 
-The index lives under the index folder, in ``evals/<name>-<encoder>`` (one per encoder, since an index holds
-one encoder's vectors); a second run over an unchanged corpus re-uses it (indexing is incremental), and a
-corpus file dropped from the set is deleted from it. ``temporary=True`` indexes into a scratch folder there
-and removes it afterwards. Hits map back to corpus ids by (content hash, page): two corpus rows with the
-same bytes share the index's one copy. Pages of a PDF that are not in the corpus are indexed with it and
-dropped from the results; the search then asks for that many more hits, so the top ``top_k`` corpus pages
-are exact (hybrid fuses before dropping).
+The index lives under the index folder, in ``evals/<name>-<encoder>[-dense-<text encoder>][-<ocr>]`` (one per
+encoder, text encoder and non-default OCR setting, since each changes what an index holds); a second run over
+an unchanged corpus re-uses it (indexing is incremental), and a corpus file dropped from the set is deleted
+from it. ``temporary=True`` indexes into a scratch folder there and removes it afterwards. Hits map back to
+corpus ids by (content hash, page): two corpus rows with the same bytes share the index's one copy. Pages of a
+PDF that are not in the corpus are indexed with it and dropped from the results; the search then asks for that
+many more hits, so the top ``top_k`` corpus pages are exact (hybrid fuses before dropping).
 
-Determinism: text and visual rankings are identical run to run and index to index (equal scores are ordered
+Modes: text (BM25) always; dense with a text encoder (``config.text_encoder``; "auto" counts as none here);
+visual with an encoder; hybrid when either exists, fused with the config's ``rrf_k`` and ``weight_*``, so
+fusion settings can be scored on one index without re-indexing.
+
+Determinism: text, dense and visual rankings are identical run to run and index to index (equal scores are ordered
 by corpus id). Hybrid is fused inside Qdrant, which orders equal scores within its prefetch lists as it
 likes: on a re-used index its metrics repeat, but a rebuilt index can move them in the third decimal.
 """
@@ -34,11 +38,14 @@ from indexing.pipeline import Events
 from indexing.scan import sha256_file
 
 from ..config import Config
-from ..service import MODES, DocRag
+from ..service import TEXT_ENCODER_META, DocRag
 from .dataset import EvalDataset
 from .metrics import evaluate, per_query, rank
 
 EVALS_DIR = "evals"
+# What each mode needs that a text-only index lacks, and the option that adds it.
+_NEEDS = {"dense": ("dense text", "--text-encoder"), "visual": ("visual", "--encoder"),
+          "hybrid": ("visual or dense text", "--encoder or --text-encoder")}
 # Extra hits asked for beyond top_k, so that pages tied at the cut-off all come back and the corpus-id
 # tie-break (not the engine's order) decides which of them make the top_k.
 TIE_MARGIN = 10
@@ -94,16 +101,39 @@ def resolve_encoder(config: Config) -> str:
     return choice
 
 
-def index_name(dataset: EvalDataset, encoder: str, name: str | None = None) -> str:
-    """``<name>-<encoder>``, ``name`` defaulting to ``<dataset folder>-<hash of its path>``: stable across runs,
-    distinct per set and encoder."""
+def index_name(dataset: EvalDataset, encoder: str, name: str | None = None, text_encoder: str = "none",
+               ocr: str = "") -> str:
+    """``<name>-<encoder>[-dense-<text encoder>][-<ocr>]``, ``name`` defaulting to ``<dataset folder>-<hash of
+    its path>``: stable across runs, distinct per set, encoders and OCR settings (each changes what is stored)."""
     base = name or f"{dataset.root.name}-{hashlib.sha1(str(dataset.root).encode()).hexdigest()[:8]}"
-    if encoder == "none":
-        enc = "text"
-    else:
-        key = str(Path(encoder).resolve()) if Path(encoder).exists() else encoder
-        enc = f"{Path(encoder).name}-{hashlib.sha1(key.encode()).hexdigest()[:6]}"
-    return _safe(f"{base}-{enc}")
+    parts = [base, "text" if encoder == "none" else _model_tag(encoder)]
+    if text_encoder != "none":
+        parts.append(f"dense-{_model_tag(text_encoder)}")
+    if ocr:
+        parts.append(ocr)
+    return _safe("-".join(parts))
+
+
+def ocr_tag(config: Config) -> str:
+    """The OCR settings in an eval index's name; empty for the defaults (so existing indexes keep their names)."""
+    if config.ocr == "never":
+        return "ocr-never"
+    if (config.ocr, config.ocr_engine, config.ocr_lang) == ("auto", "tesseract", "eng"):
+        return ""
+    return f"ocr-{config.ocr}-{config.ocr_engine}-{config.ocr_lang}"
+
+
+def _model_tag(model: str) -> str:
+    key = str(Path(model).resolve()) if Path(model).exists() else model
+    return f"{Path(model).name}-{hashlib.sha1(key.encode()).hexdigest()[:6]}"
+
+
+def available_modes(index_dir: Path) -> list[str]:
+    """The search modes an eval index supports: text always, dense/visual when it has those vectors, and
+    hybrid when there is anything to fuse BM25 with."""
+    with Manifest(index_dir) as manifest:
+        visual, dense = manifest.has_visual(), manifest.get_meta(TEXT_ENCODER_META) is not None
+    return [m for m, ok in (("text", True), ("dense", dense), ("visual", visual), ("hybrid", visual or dense)) if ok]
 
 
 class EvalRunner:
@@ -116,21 +146,25 @@ class EvalRunner:
     def run(self, modes: Sequence[str] | None = None, top_k: int = 100, encoder: str | None = None) -> EvalResult:
         """Index (or re-use) and score ``modes`` (default: every mode the index supports)."""
         encoder = encoder or resolve_encoder(self.config)
+        # "auto" would mean the eval index's own text encoder; an eval says which one it scores, or none.
+        text_encoder = "none" if self.config.text_encoder == "auto" else self.config.text_encoder
         root = self.config.index_dir / EVALS_DIR
         if self.temporary:
             root.mkdir(parents=True, exist_ok=True)
             index_dir = Path(tempfile.mkdtemp(prefix="tmp-", dir=root))
         else:
-            index_dir = root / index_name(self.dataset, encoder, self.name)
+            index_dir = root / index_name(self.dataset, encoder, self.name, text_encoder, ocr_tag(self.config))
         try:
-            svc = DocRag(dataclasses.replace(self.config, index_dir=index_dir, encoder=encoder, qdrant_url=None))
+            svc = DocRag(dataclasses.replace(self.config, index_dir=index_dir, encoder=encoder,
+                                             text_encoder=text_encoder, qdrant_url=None))
             indexing, pages_by_key, extra = self._index(svc, encoder)
-            with Manifest(index_dir) as manifest:
-                available = list(MODES) if manifest.has_visual() else ["text"]
+            available = available_modes(index_dir)
             modes = list(modes or available)
             for mode in modes:
                 if mode not in available:
-                    raise ValueError(f"mode {mode} needs visual vectors: pass --encoder (this index is text only)")
+                    what, flag = _NEEDS[mode]
+                    raise ValueError(f"mode {mode} needs {what} vectors: pass {flag} (this index has "
+                                     f"{', '.join(available)} only)")
             results = {mode: self._score(svc, mode, top_k, pages_by_key, extra) for mode in modes}
             return EvalResult(str(self.dataset.root), encoder, str(index_dir), indexing, results)
         finally:
@@ -164,7 +198,8 @@ class EvalRunner:
             raise ValueError(f"corpus row {missing[0]!r} was not indexed")
         indexing = {"pages": report.pages_rendered, "seconds": round(seconds, 3),
                     "pages_per_s": round(report.pages_rendered / seconds, 2) if report.pages_rendered else None,
-                    "reused": report.pages_rendered == 0, "indexed_pages": indexed_pages}
+                    "reused": report.pages_rendered == 0, "indexed_pages": indexed_pages,
+                    "ocr_pages": report.ocr_pages, "pages_without_text": report.pages_without_text}
         extra = max(0, indexed_pages - len(by_key))  # pages in the index that are no corpus row
         return indexing, by_key, extra
 
