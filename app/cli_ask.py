@@ -11,10 +11,13 @@ import typer
 def ask(
     question: str = typer.Argument(..., help="The question."),
     top_k: int | None = typer.Option(None, "--top-k", "-k", help="Pages sent to the LLM (default 3)."),
-    mode: str | None = typer.Option(None, help="visual | text | hybrid (default: hybrid if visual vectors exist)."),
+    mode: str | None = typer.Option(None, help="text | dense | visual | hybrid (default: hybrid, fusing every "
+                                    "vector the index has)."),
     doc: str | None = typer.Option(None, "--doc", help="Only documents whose path contains this."),
     index_dir: Path | None = typer.Option(None, "--index-dir", help="Index folder (default ./.docrag)."),
     encoder: str | None = typer.Option(None, "--encoder", help="none | auto | checkpoint folder | hub id."),
+    text_encoder: str | None = typer.Option(None, "--text-encoder", help="Dense text vectors: none | auto (the "
+                                            "index's own) | folder | hub id."),
     llm: str | None = typer.Option(None, "--llm", help="none | auto | openai | transformers."),
     llm_base_url: str | None = typer.Option(None, "--llm-base-url", help="OpenAI-compatible endpoint URL."),
     llm_model: str | None = typer.Option(None, "--llm-model", help="Model name, or a transformers folder."),
@@ -26,7 +29,8 @@ def ask(
     from .llm import HOW_TO_CONFIGURE, LLMError
     from .service import hit_to_dict
 
-    svc = _service(index_dir=index_dir, encoder=encoder, llm=llm, llm_base_url=llm_base_url, llm_model=llm_model)
+    svc = _service(index_dir=index_dir, encoder=encoder, text_encoder=text_encoder, llm=llm, llm_base_url=llm_base_url,
+                   llm_model=llm_model)
     try:
         model = svc.llm()
     except (LLMError, ValueError) as e:

@@ -24,7 +24,7 @@ from .service import DocRag
 
 
 class DocRagRetriever(BaseRetriever):
-    """Configured like the CLI: `index_dir`, `mode` (visual | text | hybrid | auto), `top_k`, `doc` filter,
+    """Configured like the CLI: `index_dir`, `mode` (text | dense | visual | hybrid | auto), `top_k`, `doc` filter,
     `encoder`; or pass a ready `DocRag` as `rag`. Per call, `invoke(q, top_k=...)` (or `k=`) and `doc=`
     override them."""
 
@@ -49,7 +49,7 @@ class DocRagRetriever(BaseRetriever):
                                 **kwargs: Any) -> list[Document]:
         rag = self._service()
         hits = rag.search(query, top_k=top_k or k or self.top_k, mode=self.mode, doc=doc or self.doc)
-        mode = self.mode if self.mode not in (None, "auto") else _resolved_mode(rag)
+        mode = rag.resolve_mode(self.mode or "auto")
         return [Document(page_content=h.text or "", metadata={
             "source": h.doc_path, "page": h.page, "score": float(h.score),
             "image": str(Path(rag.config.index_dir) / h.image_path), "mode": mode, "title": h.title,
@@ -65,8 +65,3 @@ class DocRagRetriever(BaseRetriever):
     def close(self) -> None:
         if self._rag is not None:
             self._rag.close()
-
-
-def _resolved_mode(rag: DocRag) -> str:
-    # "auto" resolves as in DocRag.search: hybrid when the index has visual vectors and an encoder.
-    return "hybrid" if rag._has_visual() and rag.encoder(for_query=True) is not None else "text"

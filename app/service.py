@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Any
 from indexing.manifest import COMPLETE, MANIFEST_NAME, Manifest, NoIndex
 from indexing.pipeline import Events, Indexer, IndexOptions, IndexReport
 from indexing.resolve import filter_hashes, with_current_paths
+from indexing.run import EmbedderUnavailable
 from indexing.store import Hit, locked_store
 
 from .config import Config, load_config
+from .lazy_encoder import LazyEncoder
 
 if TYPE_CHECKING:
     from .answer import AnswerStream
@@ -25,8 +27,8 @@ ENCODER_META = "encoder"  # manifest key: the encoder the index's visual vectors
 TEXT_ENCODER_META = "text_encoder"  # manifest key: the text encoder of the index's `text_dense` vectors
 
 
-class EncoderUnavailable(RuntimeError):
-    pass
+class EncoderUnavailable(EmbedderUnavailable):
+    """The encoder cannot be used as configured (a missing folder, a checkpoint that does not load)."""
 
 
 # Files that exist only where an NVIDIA driver is loaded (Linux; /dev/dxg: WSL's GPU bridge).
@@ -53,6 +55,20 @@ def _looks_like_folder(name: str) -> bool:
     """A path the user meant as a folder, not a hub id ("org/name")."""
     return (name.startswith((".", "/", "~")) or "\\" in name or name.count("/") != 1
             or Path(name).expanduser().exists())
+
+
+def _check_encoder_folder(name: str) -> None:
+    """Say what is wrong with a folder the user named, not what a hub would make of its name."""
+    folder = Path(name).expanduser()
+    if not _looks_like_folder(name):
+        return
+    if not folder.exists():
+        raise EncoderUnavailable(f"encoder folder {name} does not exist")
+    if not folder.is_dir():
+        raise EncoderUnavailable(f"encoder {name} is not a folder (expected a checkpoint folder with config.json)")
+    if not (folder / "config.json").is_file():
+        raise EncoderUnavailable(f"encoder folder {name} has no config.json: not a saved checkpoint "
+                                 "(`docrag train init` or a training run writes one)")
 
 
 class DocRag:
@@ -172,22 +188,12 @@ class DocRag:
                                           "(pass --encoder PATH to embed page images)")
                     return None
                 choice = self.config.auto_encoder
-        self._encoder = self._load_encoder(choice)
+        _check_encoder_folder(choice)  # a wrong path is said now; the model itself loads on first use
+        self._encoder = LazyEncoder(choice, lambda: self._load_encoder(choice))
         return self._encoder
 
     def _load_encoder(self, name: str):
-        folder = Path(name).expanduser()
-        if _looks_like_folder(name):
-            # Say what is wrong with the folder, not what a hub would make of its name.
-            if not folder.exists():
-                raise EncoderUnavailable(f"encoder folder {name} does not exist")
-            if not folder.is_dir():
-                raise EncoderUnavailable(f"encoder {name} is not a folder (expected a checkpoint folder with "
-                                         "config.json)")
-            if not (folder / "config.json").is_file():
-                raise EncoderUnavailable(f"encoder folder {name} has no config.json: not a saved checkpoint "
-                                         "(`docrag train init` or a training run writes one)")
-        from moca_train.checkpoint import CheckpointError
+        _check_encoder_folder(name)
         from moca_train.modeling import MoCaEncoder
 
         try:
@@ -195,7 +201,7 @@ class DocRag:
                 name, processor=self.config.processor, device=self.config.device, dtype=self.config.dtype,
                 token_budget=self.config.token_budget,
             )
-        except (CheckpointError, OSError, ValueError) as e:
+        except Exception as e:  # CheckpointError, OSError, safetensors' errors, ...: the checkpoint is unusable
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             if not _looks_like_folder(name):
                 reason = f"no folder {name} here, and not loadable as a hub id: {reason}"
@@ -244,6 +250,16 @@ class DocRag:
         return locked_store(c.index_dir, None, c.qdrant_url, c.qdrant_api_key, c.qdrant_collection,
                             command=command, timeout_s=c.lock_timeout_s)
 
+    def resolve_mode(self, mode: str | None = None) -> str:
+        """The mode a search runs in: ``auto`` (or None, with ``mode = "auto"`` configured) is hybrid when the
+        index has visual or dense text vectors and their encoder can be loaded, else text."""
+        mode = mode or self.config.mode
+        if mode != "auto":
+            return mode
+        visual_ok = self._has_visual() and self.encoder(for_query=True) is not None
+        dense_ok = self.recorded_encoder(TEXT_ENCODER_META) is not None and self.text_encoder() is not None
+        return "hybrid" if visual_ok or dense_ok else "text"
+
     def search(self, query: str, top_k: int | None = None, mode: str | None = None,
                doc: str | None = None) -> list[Hit]:
         """Top pages for ``query``: text (BM25), dense (text encoder), visual (encoder), or hybrid: every source
@@ -259,9 +275,7 @@ class DocRag:
         self._require_index()
         has_visual = self._has_visual()
         has_dense = self.recorded_encoder(TEXT_ENCODER_META) is not None
-        if mode == "auto":
-            visual_ok = has_visual and self.encoder(for_query=True) is not None
-            mode = "hybrid" if visual_ok or (has_dense and self.text_encoder() is not None) else "text"
+        mode = self.resolve_mode(mode)
         vector = text_vector = None
         if mode == "dense" or (mode == "hybrid" and has_dense):
             text_encoder = self.text_encoder() if has_dense else None

@@ -117,7 +117,9 @@ def _rows_table(d: dict[str, Any]) -> str:
     rows = d.get("rows") or []
     if not rows:
         return "(no rows)"
-    cols = [c for c in rows[0] if c != "device" and not isinstance(rows[0][c], dict | list)]
+    # Every column any row has, in order of first appearance (rows of one table may differ: OCR speed only
+    # exists for the OCR conditions).
+    cols = list(dict.fromkeys(c for r in rows for c in r if c != "device" and not isinstance(r[c], dict | list)))
     return _table(cols, [[r.get(c) for c in cols] for r in rows])
 
 

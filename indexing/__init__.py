@@ -4,7 +4,8 @@ Modules: `scan` (files, hashes), `render` (PDFs and images -> pages), `pages` (t
 `ocr` (text for pages without a usable text layer), `tokenize` (CJK bigrams for BM25), `bm25` (sparse text
 vectors), `text_dense` (the optional dense text vector's protocol and backfill), `store` (the Qdrant store and
 its process model), `lock` (the index lock), `manifest` (what is indexed), `plan` (what a run must do),
-`resolve` (current paths of hits), `pipeline` (the incremental indexer that ties them together).
+`resolve` (current paths of hits), `pipeline` (the incremental indexer that ties them together) and `run` (its
+options, progress events and report).
 """
 
 import importlib
@@ -19,7 +20,8 @@ _EXPORTS = {
     "ocr": ("OcrEngine", "PageOcr", "PageText", "text_layer_usable"),
     "resolve": ("filter_hashes", "with_current_paths"),
     "pages": ("PageStore", "PageWriter"),
-    "pipeline": ("Embedder", "Events", "Indexer", "IndexOptions", "IndexReport"),
+    "pipeline": ("Indexer",),
+    "run": ("Embedder", "EmbedderUnavailable", "Events", "IndexOptions", "IndexReport"),
     "render": ("DocumentError", "Page", "PageProblem", "RenderDocument", "Renderer", "document_title", "make_renderer"),
     "scan": ("SourceFile", "sha256_file"),  # the function `scan` would clash with the module
     "text_dense": ("TextEmbedder",),
@@ -28,12 +30,12 @@ _EXPORTS = {
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = [
-    "Bm25Encoder", "DimensionMismatch", "DocumentError", "DocumentRecord", "EdgeStore", "Embedder", "Events", "Hit",
-    "IndexBusy", "IndexLock", "IndexOptions", "IndexReport", "Indexer", "MANIFEST_NAME", "Manifest", "NoIndex",
-    "OcrEngine", "Page", "PageOcr", "PagePoint", "PageProblem", "PageStore", "PageText", "PageWriter",
-    "QdrantClientStore", "RenderDocument", "Renderer", "SourceFile", "Sparse", "Store", "StoreError", "TextEmbedder",
-    "WriterBusy", "document_title", "filter_hashes", "locked_store", "make_renderer", "open_store", "sha256_file",
-    "text_layer_usable", "with_current_paths",
+    "Bm25Encoder", "DimensionMismatch", "DocumentError", "DocumentRecord", "EdgeStore", "Embedder",
+    "EmbedderUnavailable", "Events", "Hit", "IndexBusy", "IndexLock", "IndexOptions", "IndexReport", "Indexer",
+    "MANIFEST_NAME", "Manifest", "NoIndex", "OcrEngine", "Page", "PageOcr", "PagePoint", "PageProblem", "PageStore",
+    "PageText", "PageWriter", "QdrantClientStore", "RenderDocument", "Renderer", "SourceFile", "Sparse", "Store",
+    "StoreError", "TextEmbedder", "WriterBusy", "document_title", "filter_hashes", "locked_store", "make_renderer",
+    "open_store", "sha256_file", "text_layer_usable", "with_current_paths",
 ]  # = sorted(_MODULE_OF), spelled out for linters
 
 
@@ -50,9 +52,10 @@ if TYPE_CHECKING:
     from .manifest import MANIFEST_NAME, DocumentRecord, Manifest, NoIndex
     from .ocr import OcrEngine, PageOcr, PageText, text_layer_usable
     from .pages import PageStore, PageWriter
-    from .pipeline import Embedder, Events, Indexer, IndexOptions, IndexReport
+    from .pipeline import Indexer
     from .render import DocumentError, Page, PageProblem, RenderDocument, Renderer, document_title, make_renderer
     from .resolve import filter_hashes, with_current_paths
+    from .run import Embedder, EmbedderUnavailable, Events, IndexOptions, IndexReport
     from .scan import SourceFile, sha256_file
     from .store import (
         DimensionMismatch,

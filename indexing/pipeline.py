@@ -22,120 +22,26 @@ never keep a search out, so a search in another process waits at most one batch 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
-import numpy as np
 from PIL import Image
 
 from .lock import IndexBusy
 from .manifest import COMPLETE, PENDING, DocumentRecord, Manifest
 from .ocr import PageOcr, PageText, build_page_ocr
-from .pages import DEFAULT_WRITE_THREADS, WEBP_METHOD, PageStore, PageWriter
+from .pages import PageStore, PageWriter
 from .plan import Work, estimate_pages, needs_work, shared_with
 from .render import DocumentError, Page, PageProblem, Renderer, make_renderer
 from .render.base import _one_line
+from .run import Embedder, EmbedderUnavailable, Events, IndexOptions, IndexReport
 from .scan import SourceFile, display_path, scan
-from .store import DimensionMismatch, PagePoint, StoreError, StoreSession, StoreSettings, WriterLock, utc_now
+from .store import DimensionMismatch, PagePoint, StoreError, StoreSession, WriterLock, utc_now
 from .text_dense import TextEmbedder, backfill_text_dense, embed_page_texts
 
-
-class Embedder(Protocol):
-    """What the indexer needs of an encoder (``moca_train.MoCaEncoder`` is one)."""
-
-    name: str
-
-    @property
-    def dim(self) -> int: ...
-
-    def encode_documents(self, images: Sequence[Image.Image]) -> np.ndarray: ...
-
-
-class Events:
-    """Progress hooks; the CLI and the UI override what they show. All no-ops here.
-
-    Order: `files(n)`, then `pages_total(n)` once every file is compared with the manifest (the pages this run
-    will render, counted before the first is rendered; called again when an estimate is corrected or visual
-    vectors are back-filled), then per file `file_started` / `pages_done`... / `file_finished`.
-    """
-
-    def files(self, total: int) -> None: ...
-
-    def pages_total(self, total: int) -> None: ...
-
-    def file_started(self, path: str, pages: int) -> None: ...
-
-    def pages_done(self, n: int) -> None: ...
-
-    def file_finished(self, path: str, status: str) -> None: ...
-
-    def problem(self, path: str, reason: str) -> None: ...
-
-    def message(self, text: str) -> None: ...
-
-    def ocr_pages(self, queued: int = 0, done: int = 0) -> None:
-        """Pages sent to the OCR engine (`queued`) and finished (`done`) since the last call."""
-
-
-@dataclass
-class IndexOptions:
-    renderer: str = "pymupdf"
-    dpi: int = 144
-    max_pixels: int = 2_500_000
-    page_format: str = "webp"  # webp | jpeg | png
-    webp_method: int = WEBP_METHOD
-    write_threads: int = DEFAULT_WRITE_THREADS  # page-image encoding threads (0: in the indexing thread)
-    batch_pages: int = 16
-    lock_timeout_s: float = 10.0
-    qdrant_url: str | None = None
-    api_key: str | None = None
-    collection: str = "docrag"
-    command: str = "docrag index"
-    bm25_language: str | None = None
-    ocr: str = "auto"  # auto | always | never (see indexing.ocr)
-    ocr_lang: str = "eng"  # Tesseract language codes, "eng+fra+jpn"
-    ocr_engine: str = "tesseract"  # or rapidocr
-    ocr_workers: int = 2
-
-    def store_settings(self) -> StoreSettings:
-        return StoreSettings(self.qdrant_url, self.api_key, self.collection, self.command, self.lock_timeout_s,
-                             self.bm25_language)
-
-
-@dataclass
-class IndexReport:
-    new: int = 0
-    changed: int = 0
-    unchanged: int = 0
-    failed: int = 0
-    removed: int = 0
-    pages: int = 0
-    pages_rendered: int = 0
-    visual_added: int = 0
-    text_dense_added: int = 0  # stored pages that got a dense text vector from their stored text (backfill)
-    ocr_pages: int = 0  # pages the OCR engine read in this run
-    ocr_cached: int = 0  # pages whose OCR text came from the cache
-    pages_without_text: int = 0  # pages indexed without usable text (scans with no OCR engine, OCR off)
-    without_text_hint: str = ""  # what to do about them ("install tesseract-ocr for OCR")
-    problems: list[tuple[str, str]] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def indexed_anything(self) -> bool:
-        return self.new + self.changed + self.unchanged > 0
-
-    def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("new", "changed", "unchanged", "failed", "removed", "pages",
-                                              "pages_rendered", "visual_added", "text_dense_added", "ocr_pages",
-                                              "ocr_cached", "pages_without_text", "seconds")} | {
-            "problems": [{"path": p, "reason": r} for p, r in self.problems]}
-
-
 # Errors of the store or the index as a whole: they end the run (every later file would fail the same way).
-_RUN_ERRORS = (IndexBusy, StoreError, DimensionMismatch)
+_RUN_ERRORS = (IndexBusy, StoreError, DimensionMismatch, EmbedderUnavailable)
 
 
 class Indexer:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from .manifest import Manifest
-from .store.base import Hit
+from .store.points import Hit
 
 
 def filter_hashes(manifest: Manifest, doc_filter: str | None) -> list[str] | None:

@@ -20,7 +20,7 @@ from app.llm import HOW_TO_CONFIGURE, LLMError, describe_llm
 from .jobs import IndexingJobs
 from .uploads import UploadRefused, store_upload
 
-MODES = ["auto", "hybrid", "visual", "text"]
+MODES = ["auto", "hybrid", "visual", "text", "dense"]
 ALL_DOCS = "(all documents)"
 
 

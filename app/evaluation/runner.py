@@ -180,7 +180,9 @@ class EvalRunner:
             by_key.setdefault((digests[row.path], row.page), []).append(row.id)
         index_dir = svc.config.index_dir
         self._drop_stale(svc, {str(p) for p in files})
-        svc.encoder()  # load it (or fail) before the progress bars start
+        encoder_ = svc.encoder()
+        if encoder_ is not None and hasattr(encoder_, "load"):
+            encoder_.load()  # load it (or fail) before the progress bars start
         for note in svc.notes:
             self.events.note(note)
         started = time.monotonic()

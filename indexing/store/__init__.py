@@ -1,4 +1,5 @@
-"""The vector store: one `Store` interface (`base`), two Qdrant backends (`edge`, `server`), and `session`.
+"""The vector store: what is stored (`points`, `schema`), one `Store` interface (`base`), two Qdrant backends
+(`edge`, `server`), and how they are opened and shared (`session`, `shared`).
 
 * `EdgeStore`: Qdrant Edge, the real Rust engine embedded in-process, persistent in a folder (the default,
   `index_dir / "qdrant"`). One process at a time: see `indexing.lock` for the process model (short-lived
@@ -38,27 +39,10 @@ fused by weighted reciprocal rank fusion in the engine (k=60 and equal weights b
 both backends rank alike; Qdrant scores a source's 1-based rank r as 1/(k - 1 + r/weight)).
 """
 
-from .base import (
-    DEFAULT_COLLECTION,
-    DEFAULT_RRF_K,
-    MODES,
-    PAYLOAD_FIELDS,
-    SCHEMA_FILE,
-    SCHEMA_VERSION,
-    SOURCES,
-    TEXT,
-    TEXT_DENSE,
-    VISUAL,
-    DimensionMismatch,
-    Hit,
-    Mode,
-    PagePoint,
-    Store,
-    StoreError,
-    point_id,
-    utc_now,
-)
+from .base import DEFAULT_COLLECTION, DEFAULT_RRF_K, Store
 from .edge import EdgeStore
+from .points import MODES, PAYLOAD_FIELDS, SOURCES, TEXT, TEXT_DENSE, VISUAL, Hit, Mode, PagePoint, point_id, utc_now
+from .schema import SCHEMA_FILE, SCHEMA_VERSION, DimensionMismatch, StoreError
 from .server import QdrantClientStore
 from .session import (
     OPTIMIZE_EVERY_PAGES,

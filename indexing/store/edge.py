@@ -11,22 +11,9 @@ from typing import Any
 from indexing.bm25 import DEFAULT_LANGUAGE, Sparse
 from indexing.lock import IndexBusy, describe_holder, pid_alive, read_holder
 
-from .base import (
-    DEFAULT_RRF_K,
-    SCHEMA_FILE,
-    TEXT,
-    TEXT_DENSE,
-    VISUAL,
-    Store,
-    StoreError,
-    _check_schema,
-    _disk_usage,
-    _Filter,
-    _Record,
-    _resolve_cjk,
-    _resolve_language,
-    utc_now,
-)
+from .base import DEFAULT_RRF_K, Store, _disk_usage
+from .points import TEXT, TEXT_DENSE, VISUAL, _Filter, _Record, utc_now
+from .schema import SCHEMA_FILE, StoreError, check_schema, resolve_cjk, resolve_language
 
 
 def _is_wal_busy(exc: BaseException) -> bool:
@@ -69,10 +56,10 @@ class EdgeStore(Store):
                     schema = json.loads(schema_path.read_text(encoding="utf-8"))
                 except ValueError as exc:
                     raise StoreError(f"{schema_path} is not valid JSON: {exc}") from exc
-            _check_schema(schema, str(self.path))
+            check_schema(schema, str(self.path))
             super().__init__(
-                language=_resolve_language(schema.get("bm25_language"), language, str(self.path)), rrf_k=rrf_k,
-                cjk=_resolve_cjk(schema, exists=True),
+                language=resolve_language(schema.get("bm25_language"), language, str(self.path)), rrf_k=rrf_k,
+                cjk=resolve_cjk(schema, exists=True),
             )
             self._created_at = schema.get("created_at") or utc_now()
             self._schema_extra = {"dense_index": schema.get("dense_index", "exact")}

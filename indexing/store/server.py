@@ -9,22 +9,9 @@ from typing import Any
 from indexing.bm25 import DEFAULT_LANGUAGE, Sparse
 from indexing.lock import IndexBusy
 
-from .base import (
-    DEFAULT_COLLECTION,
-    DEFAULT_RRF_K,
-    TEXT,
-    TEXT_DENSE,
-    VISUAL,
-    Store,
-    StoreError,
-    _check_schema,
-    _disk_usage,
-    _Filter,
-    _Record,
-    _resolve_cjk,
-    _resolve_language,
-    utc_now,
-)
+from .base import DEFAULT_COLLECTION, DEFAULT_RRF_K, Store, _disk_usage
+from .points import TEXT, TEXT_DENSE, VISUAL, _Filter, _Record, utc_now
+from .schema import StoreError, check_schema, resolve_cjk, resolve_language
 
 
 def _one_line(exc: BaseException) -> str:
@@ -90,9 +77,9 @@ class QdrantClientStore(Store):
             if TEXT not in (params.sparse_vectors or {}):
                 raise StoreError(f"{where} exists but has no sparse vector {TEXT!r}: not a docrag collection")
             meta = (getattr(info.config, "metadata", None) or {}).get("docrag", {}) or {}
-            _check_schema(meta, where)
-            super().__init__(language=_resolve_language(meta.get("bm25_language"), language, where), rrf_k=rrf_k,
-                             cjk=_resolve_cjk(meta, exists=True))
+            check_schema(meta, where)
+            super().__init__(language=resolve_language(meta.get("bm25_language"), language, where), rrf_k=rrf_k,
+                             cjk=resolve_cjk(meta, exists=True))
             self._created_at = meta.get("created_at") or utc_now()
             vectors = params.vectors if isinstance(params.vectors, dict) else {}
             self._dim = int(vectors[VISUAL].size) if VISUAL in vectors else None

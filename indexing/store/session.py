@@ -26,8 +26,9 @@ from pathlib import Path
 
 from indexing.lock import DEFAULT_TIMEOUT_S, IndexBusy, IndexLock
 
-from .base import DEFAULT_COLLECTION, PagePoint, Store
+from .base import DEFAULT_COLLECTION, Store
 from .edge import EdgeStore
+from .points import PagePoint
 from .server import QdrantClientStore
 
 WRITER_LOCK = ".writer.lock"

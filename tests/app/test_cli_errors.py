@@ -147,3 +147,42 @@ def test_a_no_op_index_with_the_default_encoder_does_not_import_torch(small_inde
     assert lines[-1] == "NO-TORCH", out.stdout
     summary = json.loads("\n".join(lines[:-1]))
     assert summary["unchanged"] == 3 and summary["pages_rendered"] == 0
+
+
+@pytest.fixture(scope="module")
+def encoded_index(long_base) -> tuple[Path, Path, Path]:
+    from moca_train.presets import init_checkpoint
+
+    enc = init_checkpoint("tiny", long_base / "tiny-enc", min_pixels=16 * 28 * 28, max_pixels=64 * 28 * 28)
+    docs = long_base / "docs-encoded"
+    shutil.copytree(ROOT / "examples", docs, ignore=shutil.ignore_patterns("*.py"))
+    idx = long_base / "idx-encoded"
+    out = docrag("index", str(docs), "--index-dir", str(idx), "--encoder", str(enc))
+    assert out.returncode == 0, out.stderr
+    return docs, idx, enc
+
+
+def test_a_no_op_index_built_with_an_encoder_does_not_load_it(encoded_index):
+    # `--encoder auto` (the default) means the index's own encoder; with nothing to embed it is never loaded.
+    docs, idx, _ = encoded_index
+    env = {k: v for k, v in os.environ.items() if k != "DOCRAG_ENCODER"}
+    out = subprocess.run([sys.executable, "-c", NO_OP, str(ROOT), str(docs), str(idx)], capture_output=True,
+                         text=True, env=env, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[-1] == "NO-TORCH", out.stdout
+    summary = json.loads("\n".join(lines[:-1]))
+    assert summary["unchanged"] == 3 and summary["pages_rendered"] == 0
+
+
+def test_an_encoder_that_fails_to_load_stops_the_run_in_one_line(encoded_index, long_base):
+    docs, _, enc = encoded_index
+    broken = long_base / "broken-enc"
+    shutil.copytree(enc, broken)
+    for weights in broken.glob("*.safetensors"):
+        weights.write_bytes(b"not safetensors")
+    idx = long_base / "idx-broken"
+    out = docrag("index", str(docs), "--index-dir", str(idx), "--encoder", str(broken))
+    assert out.returncode == 1
+    _one_error_line(out, "cannot load encoder", str(broken))
+    assert "failed" not in out.stdout  # the run stopped: not one failure per file
