@@ -133,13 +133,7 @@ print("TORCH" if "torch" in sys.modules else "NO-TORCH")
 """
 
 
-def test_a_no_op_index_with_the_default_encoder_does_not_import_torch(small_index):
-    docs, idx = small_index
-    env = {k: v for k, v in os.environ.items() if k != "DOCRAG_ENCODER"}
-    from app.service import _NVIDIA_MARKERS
-
-    if any(os.path.exists(m) for m in _NVIDIA_MARKERS):  # a GPU machine: `auto` would rightly load a model
-        env["CUDA_VISIBLE_DEVICES"] = ""
+def _assert_no_op_without_torch(docs: Path, idx: Path, env: dict) -> None:
     out = subprocess.run([sys.executable, "-c", NO_OP, str(ROOT), str(docs), str(idx)], capture_output=True,
                          text=True, env=env, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr
@@ -147,6 +141,16 @@ def test_a_no_op_index_with_the_default_encoder_does_not_import_torch(small_inde
     assert lines[-1] == "NO-TORCH", out.stdout
     summary = json.loads("\n".join(lines[:-1]))
     assert summary["unchanged"] == 3 and summary["pages_rendered"] == 0
+
+
+def test_a_no_op_index_with_the_default_encoder_does_not_import_torch(small_index):
+    docs, idx = small_index
+    env = {k: v for k, v in os.environ.items() if k != "DOCRAG_ENCODER"}
+    from app.service import _NVIDIA_MARKERS
+
+    if any(os.path.exists(m) for m in _NVIDIA_MARKERS):  # a GPU machine: `auto` would rightly load a model
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    _assert_no_op_without_torch(docs, idx, env)
 
 
 @pytest.fixture(scope="module")
@@ -166,13 +170,7 @@ def test_a_no_op_index_built_with_an_encoder_does_not_load_it(encoded_index):
     # `--encoder auto` (the default) means the index's own encoder; with nothing to embed it is never loaded.
     docs, idx, _ = encoded_index
     env = {k: v for k, v in os.environ.items() if k != "DOCRAG_ENCODER"}
-    out = subprocess.run([sys.executable, "-c", NO_OP, str(ROOT), str(docs), str(idx)], capture_output=True,
-                         text=True, env=env, cwd=ROOT, timeout=300)
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.strip().splitlines()
-    assert lines[-1] == "NO-TORCH", out.stdout
-    summary = json.loads("\n".join(lines[:-1]))
-    assert summary["unchanged"] == 3 and summary["pages_rendered"] == 0
+    _assert_no_op_without_torch(docs, idx, env)
 
 
 def test_an_encoder_that_fails_to_load_stops_the_run_in_one_line(encoded_index, long_base):
