@@ -2,14 +2,18 @@
 
 The model is the bidirectional Qwen-VL backbone with two reconstruction heads:
 
-* MLM: the pretrained ``lm_head`` predicts each masked text token at its own position (unshifted).
+* MLM: the pretrained ``lm_head`` predicts each masked text token at its own position (unshifted); or, with
+  ``text_objective: mntp`` (CoCoA's warm-up, LLM2Vec's masked next-token prediction), from the position
+  before it (labels shifted as in causal LM).
 * MAE: masked merged visual tokens are replaced at the vision input (one shared random vector, or a
   learned one), and an extra bidirectional decoder layer -- a copy of the middle LLM layer, run over
   the whole final hidden-state sequence with the backbone's own mask and positions -- feeds
   ``Linear(hidden, 4 * 1176)``, which reconstructs the 4 normalised pixel rows of each masked token.
 
-Loss = MLM + w * MAE. The exported checkpoint is a plain encoder (`MoCaEncoder.from_pretrained` loads
-it); the MAE decoder, head and fill vector are stored aside in ``OUT/cpt_heads.safetensors``.
+Loss = MLM (or MNTP) + w * MAE. CoCoA's stage 1 is this stage with ``text_objective: mntp``, 20% of text
+tokens and 50% of patches masked (``configs/cpt_cocoa_*.yaml``). The exported checkpoint is a plain encoder
+(`MoCaEncoder.from_pretrained` loads it); the MAE decoder, head and fill vector are stored aside in
+``OUT/cpt_heads.safetensors``.
 
 Run: ``docrag train cpt --config cpt.yaml`` or, on several GPUs,
 ``torchrun --nproc_per_node 8 -m moca_train.stages.cpt --config moca_train/configs/cpt_3b.yaml``.
@@ -48,6 +52,7 @@ from .common import (
 )
 
 HEADS_FILE = "cpt_heads.safetensors"
+TEXT_OBJECTIVES = ("mlm", "mntp")
 
 
 # ---- configuration ---------------------------------------------------------------------------------------------
@@ -63,6 +68,7 @@ class CPTConfig(StageConfig):
     max_pixels: int = MAX_PIXELS
     max_len: int = 1280
     mlm_ratio: float = 0.4
+    text_objective: str = "mlm"  # mlm (MoCa: unshifted) | mntp (CoCoA warm-up: predicted from the position before)
     mae_ratio: float = 0.5
     mae_weight: float = 0.5  # paper's best; the reference script uses 0.1
     mask_fill: str = "random"  # random (one shared random vector, as the reference) | learned
@@ -87,9 +93,11 @@ class CPTConfig(StageConfig):
 class CPTModel(nn.Module):
     """Backbone (a Qwen-VL ``*ForConditionalGeneration``) + MAE decoder layer + MAE head."""
 
-    def __init__(self, model: nn.Module, mask_fill: str = "random", mae_weight: float = 0.5, seed: int = 0) -> None:
+    def __init__(self, model: nn.Module, mask_fill: str = "random", mae_weight: float = 0.5, seed: int = 0,
+                 mntp: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.mntp = mntp
         cfg = model.config
         text = cfg.text_config
         vision = cfg.vision_config
@@ -147,10 +155,14 @@ class CPTModel(nn.Module):
         hidden = out.last_hidden_state
         layer_kwargs, self._layer_kwargs = self._layer_kwargs, {}
 
-        # MLM: the LM head only on masked positions (the full-vocabulary logits would dwarf the model).
+        # MLM: the LM head only on masked positions (the full-vocabulary logits would dwarf the model). MNTP: the
+        # state before each masked position predicts it (a masked first token has no state before it: skipped).
         labels = batch["labels"]
+        text_hidden = hidden
+        if self.mntp:
+            text_hidden, labels = hidden[:, :-1], labels[:, 1:]
         sel = labels != IGNORE_INDEX
-        logits = hf.lm_head(hidden[sel]).float()
+        logits = hf.lm_head(text_hidden[sel]).float()
         targets = labels[sel]
         n_mlm = max(totals.get("mlm", 0.0), 1.0)
         mlm_loss = F.cross_entropy(logits, targets, reduction="sum") / n_mlm
@@ -201,6 +213,8 @@ class CPTTask:
     def __init__(self, config: CPTConfig) -> None:
         if not config.data:
             raise ValueError("no training data: give at least one JSONL source")
+        if config.text_objective not in TEXT_OBJECTIVES:
+            raise ValueError(f"unknown text_objective {config.text_objective!r}; choose {' or '.join(TEXT_OBJECTIVES)}")
         self.config = config
         self.processor = load_base_processor(config)
         self.model_config = None
@@ -210,7 +224,8 @@ class CPTTask:
         model, _ = load_base(cfg, self.processor)
         self.model_config = model.config
         torch.manual_seed(cfg.seed)  # the MAE head's init, identical on every rank
-        cpt = CPTModel(model, mask_fill=cfg.mask_fill, mae_weight=cfg.mae_weight, seed=cfg.seed)
+        cpt = CPTModel(model, mask_fill=cfg.mask_fill, mae_weight=cfg.mae_weight, seed=cfg.seed,
+                       mntp=cfg.text_objective == "mntp")
         if cfg.lora:
             add_lora(cpt.model, cfg.lora)  # the MAE decoder, head and fill stay fully trainable
         return cpt
@@ -228,7 +243,13 @@ class CPTTask:
         return CPTSteps(cfg, collator, rank, world, micro_batches)
 
     def counts(self, batch: dict) -> dict[str, float]:
-        return {"mlm": float((batch["labels"] != IGNORE_INDEX).sum()), "mae": float(batch["mae_mask"].sum())}
+        return self.counts_for(batch, mntp=self.config.text_objective == "mntp")
+
+    @staticmethod
+    def counts_for(batch: dict, mntp: bool = False) -> dict[str, float]:
+        """Predicted text tokens and masked visual tokens: the loss normalisers, summed over all ranks."""
+        labels = batch["labels"][:, 1:] if mntp else batch["labels"]
+        return {"mlm": float((labels != IGNORE_INDEX).sum()), "mae": float(batch["mae_mask"].sum())}
 
     def loss(self, model: CPTModel, batch: dict, totals: dict[str, float]):
         return model(batch, totals)

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from moca_train.collators import CPTCollator
+from moca_train.collators import IGNORE_INDEX, CPTCollator
 from moca_train.data import CPTRow
 from moca_train.stages.cpt import CPTConfig, CPTModel, CPTTask, merge_lora, run_cpt
 from moca_train.trainer import read_train_log
@@ -180,3 +180,41 @@ def test_packaged_configs_hold_the_paper_settings():
         CPTConfig.from_dict({"bogus": 1})
     with pytest.raises(FileNotFoundError, match="packaged configs"):
         CPTConfig.load("huge")
+
+
+def test_mntp_predicts_each_masked_token_from_the_position_before_it(tiny):
+    # CoCoA's warm-up (RECIPE.md): masked next-token prediction, labels shifted as in causal LM.
+    task, model, collator, samples = tiny
+    batch = collator(samples, generator=torch.Generator().manual_seed(0))
+    mntp = CPTModel(model.model, mntp=True).eval()
+    mntp.load_state_dict(model.state_dict())
+    counts = CPTTask.counts_for(batch, mntp=True)
+    assert counts["mlm"] == float((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    seen = []
+    hook = model.model.lm_head.register_forward_hook(lambda m, args, out: seen.append(args[0].detach()))
+    try:
+        with torch.no_grad():
+            _, metrics = mntp(batch, counts)
+    finally:
+        hook.remove()
+    with torch.no_grad():
+        hidden = model.model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                   pixel_values=torch.where(batch["mae_mask"].repeat_interleave(4)[:, None],
+                                                            model.mae_fill[None], batch["pixel_values"]),
+                                   image_grid_thw=batch["image_grid_thw"],
+                                   mm_token_type_ids=batch.get("mm_token_type_ids"), use_cache=False).last_hidden_state
+        labels = batch["labels"][:, 1:]
+        sel = labels != IGNORE_INDEX
+        expected = torch.nn.functional.cross_entropy(model.model.lm_head(hidden[:, :-1][sel]).float(), labels[sel])
+    assert float(metrics["mlm_loss"]) == pytest.approx(float(expected), rel=1e-5)
+    # The LM head saw the states one position before the masked tokens, not the masked positions themselves.
+    assert torch.allclose(seen[0], hidden[:, :-1][sel], atol=1e-5)
+    assert not torch.allclose(seen[0], hidden[batch["labels"] != IGNORE_INDEX], atol=1e-3)
+
+
+def test_cocoa_warmup_configs_hold_cocoas_settings():
+    for name in ("cocoa_tiny", "cocoa_3b", "cocoa_7b"):
+        cfg = CPTConfig.load(name)
+        assert (cfg.text_objective, cfg.mlm_ratio, cfg.mae_ratio) == ("mntp", 0.2, 0.5), name
+    with pytest.raises(ValueError, match="text_objective"):
+        CPTTask(CPTConfig.from_dict({"data": ["x.jsonl"], "text_objective": "clm"}))
