@@ -149,7 +149,8 @@ NprocOpt = typer.Option(1, help="Processes (GPUs) on this machine; >1 launches t
 
 @train_app.command("cpt")
 def cpt(
-    config: str = typer.Option("tiny", help="YAML config file, or a packaged one: tiny | 3b | 7b."),
+    config: str = typer.Option("tiny", help="YAML config file, or a packaged one: tiny | 3b | 7b (MoCa), "
+                                            "cocoa_tiny | cocoa_3b | cocoa_7b (CoCoA warm-up)."),
     base: str | None = BaseOpt,
     data: list[str] | None = typer.Option(None, help="JSONL source, PATH or PATH:WEIGHT (repeatable)."),
     out: Path | None = OutOpt,
