@@ -47,7 +47,9 @@ class QdrantClientStore(Store):
         self._remote = url is not None
         try:
             if url is not None:
-                self._client = QdrantClient(url=url, api_key=api_key, timeout=timeout)
+                # No compatibility check: qdrant-client runs it in a daemon thread whose warning races the
+                # process's exit and breaks docrag's one-line errors (an unreachable server is reported below).
+                self._client = QdrantClient(url=url, api_key=api_key, timeout=timeout, check_compatibility=False)
             elif path is not None:
                 self._client = QdrantClient(path=str(path))
             else:

@@ -385,3 +385,25 @@ def test_edge_hnsw_option_builds_a_graph_index(tmp_path: Path) -> None:
         s.optimize()
         assert s.query(vector=pts[7].visual, mode="visual", top_k=1)[0].page == 8
     assert json.loads((tmp_path / "h" / SCHEMA_FILE).read_text())["dense_index"] == "hnsw"
+
+
+def test_an_unreachable_server_leaves_no_warning_behind():
+    # qdrant-client's version check runs in a daemon thread and, on a dead server, prints a UserWarning
+    # whenever it wins the race with the process's exit: docrag's one-line error must be the only output.
+    import socket
+    import time
+    import warnings
+
+    from indexing.store import QdrantClientStore, StoreError
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            QdrantClientStore(url=f"http://127.0.0.1:{port}", dim=4).close()
+        except StoreError:
+            pass
+        time.sleep(1.0)
+    assert [str(w.message) for w in caught if "server version" in str(w.message)] == []
