@@ -149,20 +149,7 @@ class Store(ABC):
 
     def ensure_dim(self, dim: int) -> None:
         """Fix the dense dimension: adds the `visual` vector to a text-only index, or checks it matches."""
-        dim = int(dim)
-        if dim <= 0:
-            raise ValueError(f"dim must be positive, got {dim}")
-        with self._lock:
-            self._check_open()
-            if self._dim is None:
-                self._dim = dim
-                try:
-                    self._add_dense_vector(VISUAL, dim)
-                except BaseException:
-                    self._dim = None
-                    raise
-            elif self._dim != dim:
-                raise DimensionMismatch(self._dim, dim)
+        self._ensure_dense(VISUAL, "_dim", dim, "")
 
     @property
     def text_dim(self) -> int | None:
@@ -171,20 +158,24 @@ class Store(ABC):
 
     def ensure_text_dim(self, dim: int) -> None:
         """Like `ensure_dim`, for the dense text vector `text_dense`."""
+        self._ensure_dense(TEXT_DENSE, "_text_dim", dim, "text ")
+
+    def _ensure_dense(self, name: str, attr: str, dim: int, what: str) -> None:
         dim = int(dim)
         if dim <= 0:
             raise ValueError(f"dim must be positive, got {dim}")
         with self._lock:
             self._check_open()
-            if self._text_dim is None:
-                self._text_dim = dim
+            current = getattr(self, attr)
+            if current is None:
+                setattr(self, attr, dim)
                 try:
-                    self._add_dense_vector(TEXT_DENSE, dim)
+                    self._add_dense_vector(name, dim)
                 except BaseException:
-                    self._text_dim = None
+                    setattr(self, attr, None)
                     raise
-            elif self._text_dim != dim:
-                raise DimensionMismatch(self._text_dim, dim, "text ")
+            elif current != dim:
+                raise DimensionMismatch(current, dim, what)
 
     def _record(self, p: PagePoint) -> _Record:
         if not p.doc_hash:
