@@ -253,12 +253,23 @@ class DocRag:
     def resolve_mode(self, mode: str | None = None) -> str:
         """The mode a search runs in: ``auto`` (or None, with ``mode = "auto"`` configured) is hybrid when the
         index has visual or dense text vectors and their encoder can be loaded, else text."""
+        return self._resolve_mode(mode, *self._index_vectors())
+
+    def _resolve_mode(self, mode: str | None, has_visual: bool, has_dense: bool) -> str:
         mode = mode or self.config.mode
         if mode != "auto":
             return mode
-        visual_ok = self._has_visual() and self.encoder(for_query=True) is not None
-        dense_ok = self.recorded_encoder(TEXT_ENCODER_META) is not None and self.text_encoder() is not None
+        visual_ok = has_visual and self.encoder(for_query=True) is not None
+        dense_ok = has_dense and self.text_encoder() is not None
         return "hybrid" if visual_ok or dense_ok else "text"
+
+    def _index_vectors(self) -> tuple[bool, bool]:
+        """Whether the index has (visual, dense text) vectors, from one manifest read."""
+        manifest = self._manifest()
+        if manifest is None:
+            return False, False
+        with manifest:
+            return manifest.has_visual(), manifest.get_meta(TEXT_ENCODER_META) is not None
 
     def search(self, query: str, top_k: int | None = None, mode: str | None = None,
                doc: str | None = None) -> list[Hit]:
@@ -273,9 +284,8 @@ class DocRag:
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}")
         self._require_index()
-        has_visual = self._has_visual()
-        has_dense = self.recorded_encoder(TEXT_ENCODER_META) is not None
-        mode = self.resolve_mode(mode)
+        has_visual, has_dense = self._index_vectors()
+        mode = self._resolve_mode(mode, has_visual, has_dense)
         vector = text_vector = None
         if mode == "dense" or (mode == "hybrid" and has_dense):
             text_encoder = self.text_encoder() if has_dense else None
@@ -312,13 +322,6 @@ class DocRag:
         """Reading a folder without an index is an error (a typo in --index-dir), and must create nothing."""
         if not (self.config.index_dir / MANIFEST_NAME).is_file():
             raise NoIndex(self.config.index_dir)
-
-    def _has_visual(self) -> bool:
-        manifest = self._manifest()
-        if manifest is None:
-            return False
-        with manifest:
-            return manifest.has_visual()
 
     # ---- ask ---------------------------------------------------------------------------------
     def llm(self) -> LLM | None:

@@ -167,13 +167,12 @@ def main() -> None:
 
 
 def _tesseract_version() -> str:
-    import subprocess
+    from indexing.ocr import OcrUnavailable, TesseractEngine
 
     try:
-        out = subprocess.run(["tesseract", "--version"], capture_output=True, text=True, timeout=30)
-    except OSError:
+        return TesseractEngine().name  # "tesseract 5.3.0 (eng)", as recorded per page
+    except OcrUnavailable:
         return "not installed"
-    return ((out.stdout or out.stderr).splitlines() or ["?"])[0]
 
 
 if __name__ == "__main__":
