@@ -263,6 +263,13 @@ class DocRag:
         dense_ok = has_dense and self.text_encoder() is not None
         return "hybrid" if visual_ok or dense_ok else "text"
 
+    def available_modes(self) -> list[str]:
+        """The search modes this index supports: text always, dense and visual when it has those vectors, and
+        hybrid when there is anything to fuse BM25 with."""
+        visual, dense = self._index_vectors()
+        return [m for m, ok in (("text", True), ("dense", dense), ("visual", visual), ("hybrid", visual or dense))
+                if ok]
+
     def _index_vectors(self) -> tuple[bool, bool]:
         """Whether the index has (visual, dense text) vectors, from one manifest read."""
         manifest = self._manifest()

@@ -65,7 +65,8 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     from app.config import load_config
     from app.evaluation.build import build_eval_set
     from app.evaluation.dataset import load_dataset
-    from app.evaluation.runner import EvalRunner, available_modes
+    from app.evaluation.runner import EvalRunner
+    from app.service import DocRag
     from benchmarks.eval import versions
 
     docs = [ROOT / ".test-data" / "debian" / d for d in args.docs]
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
 
     score(tune, "text")  # builds the shared eval index once
     (index_dir,) = (work / "idx" / "evals").iterdir()
-    sources = [m for m in available_modes(index_dir) if m != "hybrid"]
+    sources = [m for m in DocRag(index_dir=index_dir).available_modes() if m != "hybrid"]
     rows = [{"setting": f"{m} only", "tune": score(tune, m), "held_out": score(held, m)} for m in sources]
     if len(sources) > 1:
         paper = {"rrf_k": 60, **{WEIGHT_KEYS[s]: 1.0 for s in sources}}

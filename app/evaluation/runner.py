@@ -38,7 +38,7 @@ from indexing.pipeline import Events
 from indexing.scan import sha256_file
 
 from ..config import Config
-from ..service import TEXT_ENCODER_META, DocRag
+from ..service import DocRag
 from .dataset import EvalDataset
 from .metrics import evaluate, per_query, rank
 
@@ -128,14 +128,6 @@ def _model_tag(model: str) -> str:
     return f"{Path(model).name}-{hashlib.sha1(key.encode()).hexdigest()[:6]}"
 
 
-def available_modes(index_dir: Path) -> list[str]:
-    """The search modes an eval index supports: text always, dense/visual when it has those vectors, and
-    hybrid when there is anything to fuse BM25 with."""
-    with Manifest(index_dir) as manifest:
-        visual, dense = manifest.has_visual(), manifest.get_meta(TEXT_ENCODER_META) is not None
-    return [m for m, ok in (("text", True), ("dense", dense), ("visual", visual), ("hybrid", visual or dense)) if ok]
-
-
 class EvalRunner:
     def __init__(self, dataset: EvalDataset, config: Config, events: EvalEvents | None = None,
                  name: str | None = None, temporary: bool = False) -> None:
@@ -158,7 +150,7 @@ class EvalRunner:
             svc = DocRag(dataclasses.replace(self.config, index_dir=index_dir, encoder=encoder,
                                              text_encoder=text_encoder, qdrant_url=None))
             indexing, pages_by_key, extra = self._index(svc, encoder)
-            available = available_modes(index_dir)
+            available = svc.available_modes()
             modes = list(modes or available)
             for mode in modes:
                 if mode not in available:
