@@ -222,6 +222,11 @@ class OcrStats:
     without_text: int = 0  # pages indexed without usable text (no engine, OCR off, or the engine failed)
 
 
+def check_ocr_mode(mode: str) -> None:
+    if mode not in OCR_MODES:
+        raise ValueError(f"unknown OCR mode {mode!r}: choose one of {', '.join(OCR_MODES)}")
+
+
 class PageOcr:
     """Decides which pages need OCR and gets their text: from the cache, else from the engine in parallel.
 
@@ -229,8 +234,7 @@ class PageOcr:
     """
 
     def __init__(self, mode: str, engine: OcrEngine | None, cache: OcrCache | None, workers: int = 2) -> None:
-        if mode not in OCR_MODES:
-            raise ValueError(f"unknown OCR mode {mode!r}: choose one of {', '.join(OCR_MODES)}")
+        check_ocr_mode(mode)
         self.mode, self.engine, self.cache = mode, engine, cache
         self.workers = max(1, int(workers))
         self.stats = OcrStats()
@@ -325,8 +329,7 @@ def build_page_ocr(mode: str, engine: str, lang: str, workers: int, index_dir: P
 
     A missing engine is not an error: the step then only counts the pages that needed it.
     """
-    if mode not in OCR_MODES:
-        raise ValueError(f"unknown OCR mode {mode!r}: choose one of {', '.join(OCR_MODES)}")
+    check_ocr_mode(mode)
     if mode == "never":
         return PageOcr(mode, None, None, workers), "OCR is off (--ocr never)"
     try:

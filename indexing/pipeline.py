@@ -30,7 +30,7 @@ from PIL import Image
 
 from .lock import IndexBusy
 from .manifest import COMPLETE, PENDING, DocumentRecord, Manifest
-from .ocr import PageOcr, PageText, build_page_ocr
+from .ocr import PageOcr, PageText, build_page_ocr, check_ocr_mode
 from .pages import PageStore, PageWriter
 from .plan import Work, estimate_pages, needs_work, shared_with
 from .render import DocumentError, Page, PageProblem, Renderer, make_renderer
@@ -73,14 +73,12 @@ class Indexer:
         started = time.monotonic()
         roots = [Path(p).expanduser().absolute() for p in paths]
         report = IndexReport()
+        check_ocr_mode(self.opts.ocr)  # a bad mode is refused now, not once per file
         self.index_dir.mkdir(parents=True, exist_ok=True)
         with WriterLock(self.index_dir, self.opts.command), Manifest(self.index_dir) as manifest:
             dim = self.embedder.dim if self.embedder else None
             session = StoreSession(self.index_dir, self.opts.store_settings(), dim)
             writer = PageWriter(self.pages, self.opts.write_threads)
-            o = self.opts
-            self._ocr, report.without_text_hint = build_page_ocr(o.ocr, o.ocr_engine, o.ocr_lang, o.ocr_workers,
-                                                                 self.index_dir)
             try:
                 if self.opts.qdrant_url:
                     with session.writing():  # a server that cannot be reached: say so now, even on a no-op run
@@ -283,8 +281,11 @@ class Indexer:
             report.problems.append((where, reason))
             self.events.problem(where, reason)
 
-        ocr = self._ocr or build_page_ocr("never", "", "", 1, self.index_dir)[0]
-        return ocr.texts([(p.image, p.text) for p in batch], on_failure=failed,
+        if self._ocr is None:  # built for the first page: a run with nothing to index never starts the engine
+            o = self.opts
+            self._ocr, report.without_text_hint = build_page_ocr(o.ocr, o.ocr_engine, o.ocr_lang, o.ocr_workers,
+                                                                 self.index_dir)
+        return self._ocr.texts([(p.image, p.text) for p in batch], on_failure=failed,
                          on_progress=lambda queued, done: self.events.ocr_pages(queued, done))
 
     def _finish_ocr(self, report: IndexReport) -> None:

@@ -187,3 +187,23 @@ def test_missing_language_pack_is_named(tmp_path: Path) -> None:
         pytest.skip("tesseract-ocr not installed")
     _, hint = build_page_ocr("auto", "tesseract", "eng+xyz", 1, tmp_path)
     assert hint == "tesseract has no language data for xyz: apt-get install tesseract-ocr-xyz"
+
+
+def test_a_run_with_no_page_to_index_never_starts_the_engine(debian_pdfs, tmp_path: Path, monkeypatch) -> None:
+    # Starting Tesseract (--version, --list-langs) and opening the OCR cache cost ~40 ms: a no-op skips them.
+    import indexing.ocr
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    with pymupdf.open(debian_pdfs[MANUAL]) as src, pymupdf.open() as out:
+        out.insert_pdf(src, from_page=9, to_page=10)
+        out.save(docs / "two pages.pdf")
+    started = []
+    real = indexing.ocr.make_engine
+    monkeypatch.setattr(indexing.ocr, "make_engine", lambda *a, **k: started.append(a) or real(*a, **k))
+    first = Indexer(tmp_path / "idx", options=IndexOptions(ocr="auto", dpi=48)).sync([docs])
+    assert first.pages == 2 and len(started) == 1
+    again = Indexer(tmp_path / "idx", options=IndexOptions(ocr="auto", dpi=48)).sync([docs])
+    assert again.unchanged == 1 and len(started) == 1
+    with pytest.raises(ValueError, match="OCR mode"):  # a bad mode is still refused before any file is read
+        Indexer(tmp_path / "idx", options=IndexOptions(ocr="sometimes")).sync([docs])
