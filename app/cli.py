@@ -28,8 +28,9 @@ app.add_typer(__import__("app.cli_eval", fromlist=["eval_app"]).eval_app, name="
 IndexDir = typer.Option(None, "--index-dir", help="Index folder (default ./.docrag or $DOCRAG_INDEX_DIR).")
 QdrantUrl = typer.Option(None, "--qdrant-url", help="Use a Qdrant server/cluster (API key: $QDRANT_API_KEY).")
 EncoderOpt = typer.Option(None, "--encoder", help="none | auto | checkpoint folder | hub id.")
-TextEncoderOpt = typer.Option(None, "--text-encoder", help="Dense text vectors: none | auto (the index's own) | "
-                              "sentence-transformers folder | hub id.")
+TextEncoderOpt = typer.Option(None, "--text-encoder", help="Dense text vectors: auto (the index's own; a new index: "
+                              "the built-in all-MiniLM-L6-v2-int8) | none | builtin | sentence-transformers folder | "
+                              "hub id.")
 
 
 def _service(**overrides: Any):
@@ -130,17 +131,22 @@ def search(
     encoder: str | None = EncoderOpt,
     text_encoder: str | None = TextEncoderOpt,
     qdrant_url: str | None = QdrantUrl,
-    json_out: bool = typer.Option(False, "--json", help="Print hits as JSON."),
+    rerank: str | None = typer.Option(None, "--rerank", help="Reorder the top hits: none (default) | "
+                                      "cross-encoder:FOLDER_OR_HUB_ID | llm."),
+    json_out: bool = typer.Option(False, "--json", help="Print hits as JSON (snippet: matched terms in **bold**)."),
 ) -> None:
-    """Search the index; prints rank, score, document and page."""
+    """Search the index; prints rank, score, document, page and a snippet with the matched terms in bold."""
     doc = None
     for f in filter_:
         key, _, value = f.partition("=")
         if key != "doc" or not value:
             fail(f"unknown filter {f!r}; use --filter doc=SUBSTRING")
         doc = value
-    svc = _service(index_dir=index_dir, encoder=encoder, text_encoder=text_encoder, qdrant_url=qdrant_url)
+    svc = _service(index_dir=index_dir, encoder=encoder, text_encoder=text_encoder, qdrant_url=qdrant_url,
+                   rerank=rerank)
     hits = _run(svc.search, query, top_k=top_k, mode=mode, doc=doc)
+    for note in dict.fromkeys(svc.notes):
+        typer.secho(note, fg=typer.colors.YELLOW, err=True)
     from .service import hit_to_dict
 
     rows = [hit_to_dict(h, svc.config.index_dir) for h in hits]
@@ -156,9 +162,10 @@ def search(
     console = Console()
     if not console.is_terminal:  # piped: never cut a path to fit an imaginary 80 columns
         console = Console(width=100_000)
-    table = Table("rank", "score", "document", "page", box=None)
+    table = Table("rank", "score", "document", "page", "snippet", box=None)
     for i, r in enumerate(rows, 1):
-        table.add_row(str(i), f"{r['score']:.4f}", _short(r["doc"]), str(r["page"]))
+        table.add_row(str(i), f"{r['score']:.4f}", _short(r["doc"]), str(r["page"]), _marked(r["snippet"]))
+    table.columns[2].overflow = "fold"
     console.print(table)
 
 
@@ -177,6 +184,9 @@ def status(
     width = max(map(len, info))
     for key, value in info.items():
         typer.echo(f"{key.ljust(width)}  {value if value is not None else '-'}")
+    if info["encoder_untrained"]:
+        typer.secho(f"encoder {info['encoder']} is untrained (written by `docrag train init`): search leaves its "
+                    "visual vectors out unless --mode visual or hybrid asks for them", fg=typer.colors.YELLOW, err=True)
 
 
 @app.command()
@@ -192,6 +202,16 @@ def delete(
 
 
 app.command("ask")(ask)
+
+
+def _marked(snippet: str) -> str:
+    """A snippet's **marked** terms in bold, everything else printed as it is (no Rich markup from page text)."""
+    from rich.markup import escape
+
+    from indexing.snippets import MARK
+
+    parts = snippet.split(MARK)
+    return "".join(f"[bold]{escape(p)}[/bold]" if i % 2 else escape(p) for i, p in enumerate(parts))
 
 
 def _short(path: str) -> str:

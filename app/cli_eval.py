@@ -34,18 +34,21 @@ def run(
     dataset: Path = typer.Argument(..., help="Evaluation set folder (BEIR/ViDoRe-v2, ViDoRe-v1, saved HF dataset)."),
     encoder: str | None = typer.Option(None, "--encoder", help="none | auto | checkpoint folder | hub id."),
     processor: str | None = typer.Option(None, help="Tokenizer/image-processor folder or hub id for --encoder."),
-    text_encoder: str | None = typer.Option(None, "--text-encoder", help="Dense text vectors (sentence-transformers "
-                                            "folder or hub id); none (default) for BM25 only."),
+    text_encoder: str | None = typer.Option(None, "--text-encoder", help="Dense text vectors: auto (default: the "
+                                            "built-in model, as a new index) | none | builtin | "
+                                            "sentence-transformers folder | hub id."),
     mode: str | None = typer.Option(None, help="text | dense | visual | hybrid | all (default, all: every mode the "
                                     "index has)."),
     ocr: str | None = typer.Option(None, "--ocr", help="OCR pages without a usable text layer: auto (default) | "
                                    "always | never."),
     ocr_lang: str | None = typer.Option(None, "--ocr-lang", help="OCR languages, Tesseract codes: eng+fra+jpn."),
     ocr_engine: str | None = typer.Option(None, "--ocr-engine", help="tesseract (default) | rapidocr."),
-    rrf_k: int | None = typer.Option(None, "--rrf-k", min=1, help="Hybrid: RRF k (default 60)."),
-    weight_text: float | None = typer.Option(None, "--weight-text", help="Hybrid: weight of BM25 (default 1)."),
-    weight_dense: float | None = typer.Option(None, "--weight-dense", help="Hybrid: weight of dense text (1)."),
-    weight_visual: float | None = typer.Option(None, "--weight-visual", help="Hybrid: weight of visual (1)."),
+    rrf_k: int | None = typer.Option(None, "--rrf-k", min=1, help="Hybrid: RRF k (default: the configured)."),
+    weight_text: float | None = typer.Option(None, "--weight-text", min=0, help="Hybrid: weight of BM25."),
+    weight_dense: float | None = typer.Option(None, "--weight-dense", min=0, help="Hybrid: weight of dense text."),
+    weight_visual: float | None = typer.Option(None, "--weight-visual", min=0, help="Hybrid: weight of visual."),
+    rerank: str | None = typer.Option(None, "--rerank", help="Also score each mode reranked: cross-encoder:NAME | "
+                                      "llm (rows MODE+rerank beside the plain ones)."),
     top_k: int = typer.Option(100, "--top-k", help="Pages retrieved per query."),
     compare: str | None = typer.Option(None, "--compare", help="A second encoder, scored on the same set."),
     index_dir: Path | None = typer.Option(None, "--index-dir", help="Index folder; the eval index goes in evals/."),
@@ -68,7 +71,7 @@ def run(
         fail("docrag eval needs pytrec-eval-terrier (the trec_eval bindings): pip install 'docrag[eval]'")
     config = _config(index_dir=index_dir, encoder=encoder, processor=processor, dpi=dpi, text_encoder=text_encoder,
                      ocr=ocr, ocr_lang=ocr_lang, ocr_engine=ocr_engine, rrf_k=rrf_k, weight_text=weight_text,
-                     weight_dense=weight_dense, weight_visual=weight_visual)
+                     weight_dense=weight_dense, weight_visual=weight_visual, rerank=rerank)
     ds = _guard(load_dataset, dataset, config.index_dir / "evals" / "hf-images")
     modes = None if mode in (None, "all") else [mode]
     with _CliEvents(quiet=json_out) as events:
@@ -98,6 +101,65 @@ def run(
         _print_result(a)
         _print_result(b)
         _print_significance(a.encoder, b.encoder, significance)
+
+
+@eval_app.command("calibrate")
+def calibrate(
+    dataset: Path = typer.Argument(..., help="Evaluation set over your own pages (`docrag eval build` writes one)."),
+    index_dir: Path | None = typer.Option(None, "--index-dir", help="The index whose search settings to tune (its "
+                                          "docrag.toml gets them); its encoders are used."),
+    encoder: str | None = typer.Option(None, "--encoder", help="Visual encoder (default: the index's own)."),
+    text_encoder: str | None = typer.Option(None, "--text-encoder", help="Dense text encoder (default: the "
+                                            "index's own)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the tuning / held-out split of the queries."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the table; write nothing."),
+    json_out: bool = typer.Option(False, "--json", help="Print the calibration as JSON."),
+) -> None:
+    """Tune hybrid's RRF k and per-source weights on half the set's queries, check them on the other half, and
+    write them into the index's docrag.toml (never settings that lose on the held-out half)."""
+    import time
+
+    from .config import write_settings
+    from .evaluation.calibrate import Calibrator
+    from .evaluation.dataset import load_dataset
+    from .service import TEXT_ENCODER_META, DocRag
+
+    config = _config(index_dir=index_dir)
+    target = config.index_dir
+    owner = DocRag(config)
+    recorded_visual, recorded_text = owner.recorded_encoder(), owner.recorded_encoder(TEXT_ENCODER_META)
+    overrides = {"encoder": encoder or recorded_visual or "none", "text_encoder": text_encoder or recorded_text}
+    if overrides["text_encoder"] is None:
+        overrides["text_encoder"] = "auto" if owner.is_new_index() else "none"
+    config = _config(index_dir=index_dir, **overrides)
+    ds = _guard(load_dataset, dataset, config.index_dir / "evals" / "hf-images")
+    with _CliEvents(quiet=json_out) as events:
+        cal = _guard(Calibrator(ds, config, events, encoder=config.encoder, seed=seed).run)
+    written = None
+    if not dry_run and cal.after.config_values() != cal.before.config_values():
+        written = target / "docrag.toml"
+        stamp = f"docrag eval calibrate {dataset.name} ({time.strftime('%Y-%m-%d')}): tuned on {cal.n_tune} queries"
+        _guard(write_settings, written, cal.after.config_values(), stamp)
+    if json_out:
+        typer.echo(json.dumps({**cal.as_dict(), "written": str(written) if written else None}, indent=2))
+        return
+    from rich.table import Table
+
+    console = _console()
+    console.print(f"[bold]{dataset}[/bold]: {cal.n_tune} tuning / {cal.n_held_out} held-out queries, "
+                  f"{cal.grid_size} settings tried (nDCG@5)", highlight=False)
+    table = Table("setting", "tune", "held-out", box=None)
+    for row in cal.rows:
+        table.add_row(row["setting"], f"{row['tune']:.3f}", f"{row['held_out']:.3f}")
+    console.print(table)
+    for note in cal.notes():
+        typer.secho(note, fg=typer.colors.YELLOW, err=True)
+    if written:
+        typer.echo(f"wrote {cal.after.describe()} to {written}")
+    elif dry_run and cal.after.config_values() != cal.before.config_values():
+        typer.echo(f"would write {cal.after.describe()} to {target / 'docrag.toml'} (--dry-run)")
+    else:
+        typer.echo(f"unchanged: {cal.after.describe()}")
 
 
 @eval_app.command("build")

@@ -45,17 +45,23 @@ class Config:
     ocr_lang: str = "eng"  # Tesseract language codes joined by "+": "eng+fra+jpn"
     ocr_engine: str = "tesseract"  # tesseract (Debian tesseract-ocr) | rapidocr (pip install docrag[ocr])
     ocr_workers: int = 2  # pages OCR'd at once, one engine process each
-    # Dense text vector (app/textenc.py): none | auto (the one the index was built with) | folder | hub id
+    # Dense text vector (app/textenc/): none | auto | builtin (the built-in all-MiniLM-L6-v2-int8) | a
+    # sentence-transformers folder or hub id. auto: the index's own; a new index gets the built-in model.
     text_encoder: str = "auto"
     # Hybrid fusion, done by Qdrant in one query: weighted RRF over the BM25 (text), dense text (dense) and
-    # visual prefetches. Qdrant scores a source's rank r as 1/(k - 1 + r / weight). k and the dense weight were
-    # tuned with `docrag eval` on real manuals (benchmarks/fusion.py: BM25 + all-MiniLM-L6-v2, held-out nDCG@5
-    # 0.931 against 0.702 with the RRF paper's k=60 and equal weights); the visual weight is untuned (no
-    # trained encoder offline). See README "Text retrieval".
-    rrf_k: int = 1
-    weight_text: float = 1.0
-    weight_dense: float = 0.125
-    weight_visual: float = 1.0
+    # visual prefetches. Qdrant scores a source's rank r as 1/(k - 1 + r / weight); weight 0 leaves a source out.
+    # k, the BM25 and the dense weight are `docrag eval calibrate`'s choice on dev-v1's tuning half (human-written
+    # questions over real manuals; benchmarks/quality.py, README "Text retrieval"): held-out nDCG@5 0.698 against
+    # 0.626 for the old k=1 / dense 0.125, which synthetic `eval build` queries had picked. weight_visual unset:
+    # the weight a training run calibrated for the index's encoder (docrag_encoder.json), else 1.
+    rrf_k: int = 2
+    weight_text: float = 2.0
+    weight_dense: float = 1.0
+    weight_visual: float | None = None
+    # Reranking after retrieval: none | cross-encoder:<folder or hub id> (sentence-transformers CrossEncoder over
+    # page text) | llm (the configured vision-language LLM orders the page images, one call). Off by default.
+    rerank: str = "none"
+    rerank_top_n: int = 20  # hits the reranker reorders
     lock_timeout_s: float = 10.0
     # Answers (`docrag ask`, the UI): which LLM. none | auto | openai | transformers. auto: openai when
     # llm_base_url (or $OPENAI_BASE_URL) is set, else none. The API key comes from the environment only.
@@ -128,3 +134,44 @@ def load_config(overrides: dict[str, Any] | None = None, cwd: Path | None = None
     values.update(given)
     values["index_dir"] = index_dir
     return Config(**{k: _coerce(k, v) for k, v in values.items()})
+
+
+def write_settings(path: Path, values: dict[str, Any], comment: str | None = None) -> None:
+    """Set top-level keys of a ``docrag.toml`` (created if missing), keeping every other line and comment.
+
+    Each key's existing line is replaced in place; new keys go at the end of the top-level table (before the
+    first ``[table]``, or inside ``[docrag]`` when the file uses that table), under ``comment``.
+    """
+    for key in values:
+        if key not in FIELDS:
+            raise ValueError(f"unknown setting {key}")
+    lines = path.read_text().splitlines() if path.is_file() else []
+    _read_toml(path)  # refuse to edit a file that does not parse
+    section = next((i for i, line in enumerate(lines) if line.strip().startswith("[")), len(lines))
+    if section < len(lines) and lines[section].strip() == "[docrag]":
+        start = section + 1
+        section = next((i for i in range(start, len(lines)) if lines[i].strip().startswith("[")), len(lines))
+    else:
+        start = 0
+    pending = dict(values)
+    for i in range(start, section):
+        key = lines[i].split("=", 1)[0].strip() if "=" in lines[i] and not lines[i].lstrip().startswith("#") else ""
+        if key in pending:
+            lines[i] = f"{key} = {_toml_value(pending.pop(key))}"
+    if pending:
+        block = ([f"# {comment}"] if comment else []) + [f"{k} = {_toml_value(v)}" for k, v in pending.items()]
+        while section > start and not lines[section - 1].strip() and section == len(lines):
+            section -= 1  # no blank lines piling up at the end
+        lines[section:section] = block
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(float(value)) if isinstance(value, float) else str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -4,7 +4,8 @@
     docs = retriever.invoke("inverter maintenance")   # list[langchain_core.documents.Document]
 
 Each Document's `page_content` is the page's text layer; `metadata` holds `source` (document path),
-`page`, `score`, `image` (the page image's path) and `mode`. The store is kept open between queries and
+`page`, `score`, `image` (the page image's path), `mode`, `snippet` (a passage around the query's matched terms,
+which are **marked**) and `matched_terms`. The store is kept open between queries and
 released whenever a `docrag index` elsewhere waits for it.
 """
 
@@ -53,6 +54,7 @@ class DocRagRetriever(BaseRetriever):
         return [Document(page_content=h.text or "", metadata={
             "source": h.doc_path, "page": h.page, "score": float(h.score),
             "image": str(Path(rag.config.index_dir) / h.image_path), "mode": mode, "title": h.title,
+            "snippet": h.snippet, "matched_terms": h.matched_terms,
         }) for h in hits]
 
     async def _aget_relevant_documents(self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun,

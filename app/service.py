@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from indexing.manifest import COMPLETE, MANIFEST_NAME, Manifest, NoIndex
 from indexing.pipeline import Events, Indexer, IndexOptions, IndexReport
 from indexing.resolve import filter_hashes, with_current_paths
-from indexing.run import EmbedderUnavailable
 from indexing.store import Hit, locked_store
 
 from .config import Config, load_config
+from .encoders import (
+    EncoderUnavailable,
+    calibrated_weight,
+    check_encoder_folder,
+    cuda_available,
+    is_untrained,
+    looks_like_folder,
+)
 from .lazy_encoder import LazyEncoder
 
 if TYPE_CHECKING:
@@ -25,50 +30,25 @@ if TYPE_CHECKING:
 MODES = ("visual", "text", "dense", "hybrid")
 ENCODER_META = "encoder"  # manifest key: the encoder the index's visual vectors came from
 TEXT_ENCODER_META = "text_encoder"  # manifest key: the text encoder of the index's `text_dense` vectors
+NO_TEXT_ENCODER = "none"  # its value for an index built without one (so `auto` never adds one later)
 
 
-class EncoderUnavailable(EmbedderUnavailable):
-    """The encoder cannot be used as configured (a missing folder, a checkpoint that does not load)."""
+@dataclass(frozen=True)
+class SearchPlan:
+    """What one search ranks by: its mode and, for hybrid, whether the dense text and visual sources take part
+    (BM25 always does)."""
 
+    mode: str
+    visual: bool
+    dense: bool
 
-# Files that exist only where an NVIDIA driver is loaded (Linux; /dev/dxg: WSL's GPU bridge).
-_NVIDIA_MARKERS = ("/proc/driver/nvidia/gpus", "/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg")
-
-
-def cuda_available() -> bool:
-    """Whether a CUDA GPU can be used, without importing torch (~1 s, ~190 MB) where the answer is plainly no.
-
-    No NVIDIA driver on the machine, or ``CUDA_VISIBLE_DEVICES`` set to none, means no; only otherwise is torch
-    asked (it is about to be needed anyway: the encoder is a torch model).
-    """
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None and visible.strip() in ("", "-1", "none", "NoDevFiles"):
-        return False
-    if "torch" not in sys.modules and not any(os.path.exists(m) for m in _NVIDIA_MARKERS):
-        return False
-    import torch
-
-    return bool(torch.cuda.is_available())
-
-
-def _looks_like_folder(name: str) -> bool:
-    """A path the user meant as a folder, not a hub id ("org/name")."""
-    return (name.startswith((".", "/", "~")) or "\\" in name or name.count("/") != 1
-            or Path(name).expanduser().exists())
-
-
-def _check_encoder_folder(name: str) -> None:
-    """Say what is wrong with a folder the user named, not what a hub would make of its name."""
-    folder = Path(name).expanduser()
-    if not _looks_like_folder(name):
-        return
-    if not folder.exists():
-        raise EncoderUnavailable(f"encoder folder {name} does not exist")
-    if not folder.is_dir():
-        raise EncoderUnavailable(f"encoder {name} is not a folder (expected a checkpoint folder with config.json)")
-    if not (folder / "config.json").is_file():
-        raise EncoderUnavailable(f"encoder folder {name} has no config.json: not a saved checkpoint "
-                                 "(`docrag train init` or a training run writes one)")
+    @classmethod
+    def explicit(cls, mode: str, has_visual: bool, has_dense: bool) -> SearchPlan:
+        """``--mode MODE``: that source alone; hybrid: every source the index has, untrained or not (on a text-only
+        index, the visual side's error says what is missing)."""
+        if mode == "hybrid":
+            return cls(mode, has_visual or not has_dense, has_dense)
+        return cls(mode, mode == "visual", mode == "dense")
 
 
 class DocRag:
@@ -103,6 +83,9 @@ class DocRag:
         self._llm_resolved = llm is not None
         self._text_encoder: Any | None = None
         self._text_encoder_resolved = False
+        self._reranker: Any | None = None
+        self._reranker_resolved = False
+        self._matcher: tuple[tuple[str, str], Any] | None = None
         self._shared = None
         if keep_open:
             self.keep_store_open()
@@ -138,29 +121,45 @@ class DocRag:
         return Manifest(self.config.index_dir) if (self.config.index_dir / MANIFEST_NAME).exists() else None
 
     def recorded_encoder(self, key: str = ENCODER_META) -> str | None:
-        """The encoder the index's visual vectors came from (None for a text-only index); `key` for another."""
+        """The encoder the index's visual vectors came from (None for a text-only index); `key` for another
+        (``TEXT_ENCODER_META``: the text encoder of its dense text vectors; None when it has none)."""
         manifest = self._manifest()
         if manifest is None:
             return None
         with manifest:
-            return manifest.get_meta(key)
+            value = manifest.get_meta(key)
+        return None if value == NO_TEXT_ENCODER else value
+
+    def is_new_index(self) -> bool:
+        """Nothing indexed yet and no text-encoder choice recorded: `text_encoder = "auto"` means the default."""
+        manifest = self._manifest()
+        if manifest is None:
+            return True
+        with manifest:
+            return manifest.get_meta(TEXT_ENCODER_META) is None and not any(True for _ in manifest.documents())
 
     def text_encoder(self):
-        """The dense text encoder (``text_encoder``: none, auto = the index's own, a folder or hub id), or None."""
+        """The dense text encoder, or None. ``text_encoder``: none | a folder or hub id | the built-in model's name
+        (or ``builtin``) | auto: the index's own, and for a new index the built-in model (`app.textenc`)."""
         if self._text_encoder_resolved:
             return self._text_encoder
         self._text_encoder_resolved = True
-        choice = self.config.text_encoder
-        if choice == "auto":
-            choice = self.recorded_encoder(TEXT_ENCODER_META) or "none"
-        if choice == "none":
-            return None
-        from .textenc import SentenceTextEncoder, TextEncoderUnavailable
+        from .textenc import DEFAULT_TEXT_ENCODER, TextEncoderUnavailable, load_text_encoder
 
+        choice = self.config.text_encoder
+        implicit = False
+        if choice == "auto":
+            recorded = self.recorded_encoder(TEXT_ENCODER_META)
+            implicit = recorded is None and self.is_new_index()
+            choice = recorded or (DEFAULT_TEXT_ENCODER if implicit else NO_TEXT_ENCODER)
+        if choice == NO_TEXT_ENCODER:
+            return None
         try:
-            self._text_encoder = SentenceTextEncoder(choice, device=self.config.device)
+            self._text_encoder = load_text_encoder(choice, device=self.config.device)
         except TextEncoderUnavailable as e:
-            raise EncoderUnavailable(str(e)) from e
+            if not implicit:
+                raise EncoderUnavailable(str(e)) from e
+            self.notes.append(f"{e}; indexing without dense text vectors")
         return self._text_encoder
 
     def encoder(self, for_query: bool = False):
@@ -188,12 +187,12 @@ class DocRag:
                                           "(pass --encoder PATH to embed page images)")
                     return None
                 choice = self.config.auto_encoder
-        _check_encoder_folder(choice)  # a wrong path is said now; the model itself loads on first use
+        check_encoder_folder(choice)  # a wrong path is said now; the model itself loads on first use
         self._encoder = LazyEncoder(choice, lambda: self._load_encoder(choice))
         return self._encoder
 
     def _load_encoder(self, name: str):
-        _check_encoder_folder(name)
+        check_encoder_folder(name)
         from moca_train.modeling import MoCaEncoder
 
         try:
@@ -203,7 +202,7 @@ class DocRag:
             )
         except Exception as e:  # CheckpointError, OSError, safetensors' errors, ...: the checkpoint is unusable
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            if not _looks_like_folder(name):
+            if not looks_like_folder(name):
                 reason = f"no folder {name} here, and not loadable as a hub id: {reason}"
             raise EncoderUnavailable(f"cannot load encoder {name}: {reason}") from e
 
@@ -229,14 +228,25 @@ class DocRag:
             if recorded and recorded != text_encoder.name:
                 raise EncoderUnavailable(f"index's text vectors come from {recorded}, not {text_encoder.name}: "
                                          "use that --text-encoder, or a new index folder")
+        self._record_text_encoder(text_encoder, first=True)  # before any page: an interrupted first run keeps it
         report = Indexer(self.config.index_dir, encoder, self.index_options(), events,
                          text_embedder=text_encoder).sync(paths, prune=prune)
         with Manifest(self.config.index_dir) as manifest:
             if encoder is not None:
                 manifest.set_meta(ENCODER_META, encoder.name)
+        self._record_text_encoder(text_encoder)
+        return report
+
+    def _record_text_encoder(self, text_encoder: Any | None, first: bool = False) -> None:
+        """The text encoder the index's dense text vectors come from; "none" once, for an index built without one
+        (so a later `auto` run never mixes a model into it), never over a model's name."""
+        if first and text_encoder is not None and not self.is_new_index():
+            return  # an existing index gets the name once its vectors are in (the backfill runs in sync)
+        with Manifest(self.config.index_dir) as manifest:
             if text_encoder is not None:
                 manifest.set_meta(TEXT_ENCODER_META, text_encoder.name)
-        return report
+            elif manifest.get_meta(TEXT_ENCODER_META) is None:
+                manifest.set_meta(TEXT_ENCODER_META, NO_TEXT_ENCODER)
 
     def delete(self, path: str | Path) -> int:
         """Remove one document; raises `NoIndex` (creating nothing) on a folder without an index."""
@@ -252,16 +262,37 @@ class DocRag:
 
     def resolve_mode(self, mode: str | None = None) -> str:
         """The mode a search runs in: ``auto`` (or None, with ``mode = "auto"`` configured) is hybrid when the
-        index has visual or dense text vectors and their encoder can be loaded, else text."""
-        return self._resolve_mode(mode, *self._index_vectors())
+        index has a dense text vector or a trained visual one whose encoder can be loaded, else text."""
+        return self._plan(mode).mode
 
-    def _resolve_mode(self, mode: str | None, has_visual: bool, has_dense: bool) -> str:
+    def _plan(self, mode: str | None) -> SearchPlan:
+        """Which sources a search ranks by. ``auto`` fuses BM25 with every other source the index has, can load and
+        weights above 0, except the vectors of an untrained encoder (`docrag train init`: noise), which only an
+        explicit ``--mode visual`` or ``hybrid`` uses; it says so in `notes`."""
         mode = mode or self.config.mode
+        if mode not in (*MODES, "auto"):
+            raise ValueError(f"unknown mode {mode!r}; choose visual, text, dense, hybrid or auto")
+        has_visual, has_dense = self._index_vectors()
         if mode != "auto":
-            return mode
-        visual_ok = has_visual and self.encoder(for_query=True) is not None
-        dense_ok = has_dense and self.text_encoder() is not None
-        return "hybrid" if visual_ok or dense_ok else "text"
+            return SearchPlan.explicit(mode, has_visual, has_dense)
+        weights = self.fusion_weights()
+        dense = has_dense and weights["dense"] > 0 and self.text_encoder() is not None
+        visual = has_visual and weights["visual"] > 0
+        if visual and is_untrained(self.recorded_encoder()):
+            self.notes.append(f"encoder {self.recorded_encoder()} is untrained (written by `docrag train init`): "
+                              "search leaves its visual vectors out; --mode visual or hybrid uses them")
+            visual = False
+        visual = visual and self.encoder(for_query=True) is not None
+        return SearchPlan("hybrid" if dense or visual else "text", visual, dense)
+
+    def fusion_weights(self) -> dict[str, float]:
+        """Hybrid's RRF weight per source: the config's; the visual one, when not set, is the weight a training run
+        calibrated for the index's encoder (`docrag train pipeline`), else 1."""
+        c = self.config
+        visual = c.weight_visual
+        if visual is None:
+            visual = calibrated_weight(self.recorded_encoder())
+        return {"text": c.weight_text, "dense": c.weight_dense, "visual": 1.0 if visual is None else visual}
 
     def available_modes(self) -> list[str]:
         """The search modes this index supports: text always, dense and visual when it has those vectors, and
@@ -276,54 +307,83 @@ class DocRag:
         if manifest is None:
             return False, False
         with manifest:
-            return manifest.has_visual(), manifest.get_meta(TEXT_ENCODER_META) is not None
+            return manifest.has_visual(), manifest.get_meta(TEXT_ENCODER_META) not in (None, NO_TEXT_ENCODER)
 
     def search(self, query: str, top_k: int | None = None, mode: str | None = None,
-               doc: str | None = None) -> list[Hit]:
+               doc: str | None = None, rerank: bool = True) -> list[Hit]:
         """Top pages for ``query``: text (BM25), dense (text encoder), visual (encoder), or hybrid: every source
-        the index has, fused by weighted RRF in one Qdrant query."""
+        the index has, fused by weighted RRF in one Qdrant query; then the configured reranker (``rerank``, off by
+        default; ``rerank=False`` skips it). Each hit carries a snippet around the query's matched terms."""
         if not query.strip():
             raise ValueError("empty query")
-        mode = mode or self.config.mode
-        if mode not in (*MODES, "auto"):
-            raise ValueError(f"unknown mode {mode!r}; choose visual, text, dense, hybrid or auto")
         top_k = self.config.top_k if top_k is None else top_k
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}")
         self._require_index()
-        has_visual, has_dense = self._index_vectors()
-        mode = self._resolve_mode(mode, has_visual, has_dense)
-        vector = text_vector = None
-        if mode == "dense" or (mode == "hybrid" and has_dense):
-            text_encoder = self.text_encoder() if has_dense else None
-            if text_encoder is not None:
-                text_vector = text_encoder.encode_queries([query])[0]
-            elif mode == "dense":
-                raise EncoderUnavailable("dense text search needs the index's text vectors and its text encoder "
-                                         f"({self.recorded_encoder(TEXT_ENCODER_META) or 'none yet'}); "
-                                         "run `docrag index --text-encoder PATH`")
-        if mode == "visual" or (mode == "hybrid" and (has_visual or text_vector is None)):
-            if not has_visual:
-                raise EncoderUnavailable("this index has no visual vectors (it was built without an encoder); "
-                                         "use --mode text, or re-run `docrag index --encoder PATH`")
-            encoder = self.encoder(for_query=True)
-            if encoder is not None:
-                vector = encoder.encode_queries([query])[0]
-            elif mode == "visual" or text_vector is None:
-                raise EncoderUnavailable("visual search needs the encoder the index was built with "
-                                         f"({self.recorded_encoder() or 'unknown'}); pass --encoder")
+        plan = self._plan(mode)
+        text_vector = self._query_text_vector(query, plan) if plan.dense else None
+        vector = self._query_visual_vector(query, plan, text_vector) if plan.visual else None
         # Paths come from the manifest, never from the payloads (copies and renames: `indexing.resolve`).
         with Manifest.existing(self.config.index_dir) as manifest:
             hashes = filter_hashes(manifest, doc)
         if hashes is not None and not hashes:
             return []
-        c = self.config
-        weights = {"text": c.weight_text, "dense": c.weight_dense, "visual": c.weight_visual}
+        reranker = self.reranker() if rerank else None
+        fetch = max(top_k, self.config.rerank_top_n) if reranker is not None else top_k
         with self._store("docrag search") as store:
-            hits = store.query(text=query, vector=vector, text_vector=text_vector, mode=mode, top_k=top_k,
-                               doc_hashes=hashes, rrf_k=c.rrf_k, weights=weights)
+            hits = store.query(text=query, vector=vector, text_vector=text_vector, mode=plan.mode, top_k=fetch,
+                               doc_hashes=hashes, rrf_k=self.config.rrf_k, weights=self.fusion_weights())
+            bm25 = store.bm25
         with Manifest.existing(self.config.index_dir) as manifest:
-            return with_current_paths(hits, manifest)
+            hits = with_current_paths(hits, manifest)
+        if reranker is not None:  # outside the store's lock: a reranker may take seconds
+            n = self.config.rerank_top_n
+            hits = reranker.rerank(query, hits[:n], self.config.index_dir) + hits[n:]
+        hits = hits[:top_k]
+        self._add_snippets(hits, query, bm25)
+        return hits
+
+    def _query_text_vector(self, query: str, plan: SearchPlan):
+        text_encoder = self.text_encoder()
+        if text_encoder is not None:
+            return text_encoder.encode_queries([query])[0]
+        if plan.mode == "dense":
+            raise EncoderUnavailable("dense text search needs the index's text vectors and its text encoder "
+                                     f"({self.recorded_encoder(TEXT_ENCODER_META) or 'none yet'}); "
+                                     "run `docrag index --text-encoder NAME`")
+        return None
+
+    def _query_visual_vector(self, query: str, plan: SearchPlan, text_vector: Any):
+        if not self._index_vectors()[0]:
+            raise EncoderUnavailable("this index has no visual vectors (it was built without an encoder); "
+                                     "use --mode text, or re-run `docrag index --encoder PATH`")
+        encoder = self.encoder(for_query=True)
+        if encoder is not None:
+            return encoder.encode_queries([query])[0]
+        if plan.mode == "visual" or text_vector is None:
+            raise EncoderUnavailable("visual search needs the encoder the index was built with "
+                                     f"({self.recorded_encoder() or 'unknown'}); pass --encoder")
+        return None
+
+    def _add_snippets(self, hits: list[Hit], query: str, bm25) -> None:
+        from indexing.snippets import TermMatcher
+
+        key = (bm25.language, bm25.cjk)
+        if self._matcher is None or self._matcher[0] != key:
+            self._matcher = (key, TermMatcher(bm25))
+        matcher = self._matcher[1]
+        for hit in hits:
+            s = matcher.snippet(hit.text, query)
+            hit.snippet, hit.matched_terms = s.text, s.terms
+
+    def reranker(self):
+        """The configured reranker (``rerank``: none | cross-encoder:NAME | llm), built once; None when off."""
+        if not self._reranker_resolved:
+            from .rerank import make_reranker
+
+            self._reranker = make_reranker(self.config, self.llm)
+            self._reranker_resolved = True
+        return self._reranker
 
     def _require_index(self) -> None:
         """Reading a folder without an index is an error (a typo in --index-dir), and must create nothing."""
@@ -391,7 +451,10 @@ class DocRag:
             "page_image_bytes": image_bytes,
             "page_image_bytes_per_page": round(image_bytes / pages) if pages else 0,
             "encoder": encoder,
+            "encoder_untrained": is_untrained(encoder),
             "text_encoder": self.recorded_encoder(TEXT_ENCODER_META),
+            "fusion": {"rrf_k": c.rrf_k, **self.fusion_weights()},
+            "rerank": c.rerank,
         }
 
 
@@ -400,4 +463,5 @@ def hit_to_dict(hit: Hit, index_dir: Path, text_chars: int = 300) -> dict[str, A
     return {"doc": d["doc_path"], "docs": d.get("doc_paths") or [d["doc_path"]], "page": d["page"],
             "score": round(float(d["score"]), 6), "image": str(index_dir / d["image_path"]),
             "text": (d.get("text") or "")[:text_chars], "title": d.get("title", ""),
-            "text_source": d.get("text_source", "layer")}
+            "text_source": d.get("text_source", "layer"), "snippet": d.get("snippet", ""),
+            "matched_terms": d.get("matched_terms") or []}

@@ -9,8 +9,10 @@ Phases, in order (``OUT/work`` holds what they make):
 4. ``eval-before`` the base encoder on the test queries (visual) and BM25 (text), through `docrag eval`'s runner.
 5. ``cpt``         MoCa stage 1 (MLM + MAE) on the CPT rows; ``steps_cpt=0`` skips it.
 6. ``contrastive`` MoCa stage 2 (InfoNCE) on the pairs, from the CPT output.
-7. ``eval-after``  the trained encoder on the same test queries.
-8. ``export``      the final encoder into OUT (``docrag index --encoder OUT``) and ``OUT/eval.json``:
+7. ``eval-after``  the trained encoder on the same test queries; its visual RRF weight calibrated on half of them
+                   and checked on the other half (`docrag eval calibrate`'s tuner).
+8. ``export``      the final encoder into OUT (``docrag index --encoder OUT``; its ``docrag_encoder.json`` holds the
+                   calibrated weight, which search uses for it) and ``OUT/eval.json``:
                    ``{"before": {"ndcg@5": ...}, "after": {...}, "bm25": {...}}`` (and the other metrics).
 
 Each finished phase is recorded in ``OUT/pipeline.json`` with the run's settings: a rerun skips finished
@@ -298,9 +300,25 @@ class Pipeline:
         return self._train("contrastive", run_contrastive, cfg)
 
     def _eval_after(self, state: dict) -> dict:
-        result = self._evaluate(str(self._trained()), ["visual", "hybrid"], "after")
+        encoder = str(self._trained())
+        result = self._evaluate(encoder, ["visual", "hybrid"], "after")
         return {"encoder": result.encoder, "visual": _metrics(result.modes["visual"]),
-                "hybrid": _metrics(result.modes["hybrid"])}
+                "hybrid": _metrics(result.modes["hybrid"]), "fusion": self._calibrate_visual(encoder)}
+
+    def _calibrate_visual(self, encoder: str) -> dict:
+        """The visual RRF weight for the trained encoder, tuned on half the test queries and checked on the other
+        half (`docrag eval calibrate`'s tuner, only that weight free); recorded with the exported encoder."""
+        from .evaluation.calibrate import Calibrator
+        from .evaluation.dataset import load_dataset
+
+        config = self._config(index_dir=self.work / "eval-index", encoder=encoder, dpi=self.settings["dpi"])
+        with self.events.evaluation() as events:
+            cal = Calibrator(load_dataset(self.eval_dir), config, events, name="after", encoder=encoder,
+                             seed=self.settings["seed"]).run(tune=["visual"], ks=[config.rrf_k])
+        for note in cal.notes():
+            self.events.note(note)
+        return {"weight_visual": cal.after.weights["visual"], "rrf_k": cal.after.rrf_k, "rows": cal.rows,
+                "kept_before": cal.kept_before, "n_tune": cal.n_tune, "n_held_out": cal.n_held_out}
 
     def _export(self, state: dict) -> dict:
         src = self._trained()
@@ -308,8 +326,16 @@ class Pipeline:
             if f.is_file():
                 _link_or_copy(f, self.out / f.name)
         done = state["done"]
+        fusion = done["eval-after"].get("fusion")
+        if fusion:  # `docrag index --encoder OUT` searches with the weight calibrated for it (app.encoders)
+            notes_file = self.out / "docrag_encoder.json"
+            notes = json.loads(notes_file.read_text()) if notes_file.is_file() else {}
+            notes["fusion"] = {"weight_visual": fusion["weight_visual"], "rrf_k": fusion["rrf_k"],
+                               "calibrated_on": f"{fusion['n_tune']} + {fusion['n_held_out']} held-out queries"}
+            _write_json(notes_file, notes)  # a new file: the training run's copy (a hard link) stays as it was
         report = {"before": done["eval-before"]["visual"], "after": done["eval-after"]["visual"],
                   "bm25": done["eval-before"]["bm25"], "hybrid_after": done["eval-after"]["hybrid"],
+                  "fusion": {k: v for k, v in (fusion or {}).items() if k != "rows"},
                   "data": {"test_pages": done["eval-set"]["test_pages"], "train_pages": done["eval-set"]["train_pages"],
                            "test_queries": done["eval-set"]["test_queries"], "pairs": done["pairs"]["rows"]},
                   "settings": self.settings}

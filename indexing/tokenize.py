@@ -37,12 +37,12 @@ _CJK_CHARS = (
     "\uf900-\ufaff"  # CJK compatibility ideographs
     "\U00020000-\U0003134f"  # CJK extensions B-G
 )
-_CJK_RUN = re.compile(f"[{_CJK_CHARS}]+")
+CJK_RUN = re.compile(f"[{_CJK_CHARS}]+")
 
 
 def has_cjk(text: str) -> bool:
     """Whether `text` contains any CJK letter."""
-    return _CJK_RUN.search(text) is not None
+    return CJK_RUN.search(text) is not None
 
 
 def _bigrams(run: str) -> str:
@@ -60,7 +60,7 @@ def cjk_bigrams(text: str) -> str:
     text = unicodedata.normalize("NFKC", text)
     if not has_cjk(text):
         return text
-    return _CJK_RUN.sub(lambda m: f" {_bigrams(m.group())} ", text)
+    return CJK_RUN.sub(lambda m: f" {_bigrams(m.group())} ", text)
 
 
 def pretokenize(text: str, cjk: str = DEFAULT_CJK) -> str:

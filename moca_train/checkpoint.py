@@ -17,6 +17,9 @@ import torch
 from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 
 ENCODER_FILE = "docrag_encoder.json"  # docrag's own settings (pooling) beside config.json
+# Keys of it that describe the weights themselves: `untrained` (written by `docrag train init`, cleared by any
+# training export: search leaves such vectors out of `auto`), `fusion` (the RRF weight calibrated for them).
+WEIGHT_NOTES = ("untrained", "fusion", "preset")
 FAMILIES = ("qwen2_5_vl", "qwen2_vl")
 
 

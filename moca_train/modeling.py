@@ -17,6 +17,7 @@ from PIL import Image
 from . import prompts
 from .batching import token_budget_batches
 from .checkpoint import (
+    WEIGHT_NOTES,
     CheckpointError,
     load_model,
     read_encoder_settings,
@@ -51,6 +52,7 @@ class MoCaEncoder:
         self.device = next(model.parameters()).device
         self.token_budget = token_budget or DEFAULT_TOKEN_BUDGET.get(self.device.type, 2048)
         self.name = str(getattr(model.config, "_name_or_path", "") or "moca")
+        self.notes: dict = {}  # docrag_encoder.json's notes about the weights (checkpoint.WEIGHT_NOTES)
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
@@ -87,6 +89,9 @@ class MoCaEncoder:
             raise CheckpointError(f"{proc_path}: cannot load the processor: {str(e).splitlines()[0]}") from e
         enc = cls(model, proc, pooling=pooling or settings.get("pooling", "mean"), token_budget=token_budget)
         enc.name = str(path_or_hub_id)
+        # Notes that describe the weights, not the way they are run (`untrained`, a calibrated `fusion` weight):
+        # saving the same weights again keeps them.
+        enc.notes = {k: v for k, v in settings.items() if k in WEIGHT_NOTES}
         return enc
 
     def save_pretrained(self, out: str | os.PathLike) -> Path:
@@ -95,7 +100,8 @@ class MoCaEncoder:
 
     def settings(self) -> dict:
         lo, hi = pixel_bounds(self.processor.image_processor)
-        return {"pooling": self.pooling, "min_pixels": lo, "max_pixels": hi, "format": 1}
+        return {"pooling": self.pooling, "min_pixels": lo, "max_pixels": hi, "format": 1,
+                **self.notes}
 
     @property
     def dim(self) -> int:

@@ -126,5 +126,8 @@ def init_checkpoint(
     processor = load_processor(min_pixels=min_pixels, max_pixels=max_pixels)
     model = build_model(preset, processor.tokenizer, family=family, seed=seed)
     lo, hi = pixel_bounds(processor.image_processor)
-    settings = {"pooling": pooling, "min_pixels": lo, "max_pixels": hi, "format": 1, "preset": preset}
+    # untrained: its vectors are noise, so `auto` search never fuses them (app.encoders.is_untrained); a training
+    # run's export writes its own settings without the mark.
+    settings = {"pooling": pooling, "min_pixels": lo, "max_pixels": hi, "format": 1, "preset": preset,
+                "untrained": True}
     return save_pretrained_encoder(model, processor, out, settings=settings)

@@ -14,6 +14,9 @@ TEST_DATA = ROOT / ".test-data"
 os.environ.setdefault("DOCRAG_CACHE", str(TEST_DATA / "cache"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tests index thousands of pages; the built-in dense text model (~60 ms a page here) is tested where it is the
+# subject (tests/app/test_builtin_text_encoder.py, which builds `Config` itself or clears this), not everywhere.
+os.environ.setdefault("DOCRAG_TEXT_ENCODER", "none")
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,27 @@ MODES = ["auto", "hybrid", "visual", "text", "dense"]
 ALL_DOCS = "(all documents)"
 
 
+def _markdown_snippet(snippet: str) -> str:
+    """A hit's snippet for Markdown: its text escaped, its **matched terms** kept bold."""
+    from indexing.snippets import MARK
+
+    parts = snippet.split(MARK)
+    return "".join(f"**{_md_escape(p)}**" if i % 2 else _md_escape(p) for i, p in enumerate(parts))
+
+
+def _md_escape(text: str) -> str:
+    text = html.escape(text, quote=False)
+    return "".join("\\" + c if c in "\\`*_{}[]()#+-!|~>" else c for c in text)
+
+
+def _plain_marks(snippet: str) -> str:
+    """A snippet for a plain-text caption (the gallery's): matched terms between « »."""
+    from indexing.snippets import MARK
+
+    parts = snippet.split(MARK)
+    return "".join(f"«{p}»" if i % 2 else p for i, p in enumerate(parts))
+
+
 def _error_line(e: BaseException) -> str:
     text = str(e).strip("'\"")
     return text.splitlines()[0] if text else type(e).__name__
@@ -95,14 +116,20 @@ class DocRagUI:
             rows = self.search(query, int(top_k), mode, "" if doc == ALL_DOCS else doc)
         except Exception as e:  # gr.Error from search(): its message is the one line
             return [], [], f"Search failed: {html.escape(getattr(e, 'message', None) or _error_line(e))}"
-        gallery = [(r["image"], f"{Path(r['doc']).name} · p. {r['page']} · {r['score']:.3f}") for r in rows]
-        return gallery, rows, f"{len(rows)} page(s)." if rows else "No matching pages."
+        gallery = [(r["image"], f"{Path(r['doc']).name} · p. {r['page']} · {r['score']:.3f} · "
+                                f"{_plain_marks(r['snippet'])}") for r in rows]
+        if not rows:
+            return gallery, rows, "No matching pages."
+        listing = "\n".join(f"{i}. **{html.escape(Path(r['doc']).name)}**, p. {r['page']}: "
+                            f"{_markdown_snippet(r['snippet'])}" for i, r in enumerate(rows, 1))
+        return gallery, rows, f"{len(rows)} page(s).\n\n{listing}"
 
     def on_select(self, rows: list[dict], evt: gr.SelectData):
         if not rows or evt.index is None or evt.index >= len(rows):
             return None, ""
         r = rows[evt.index]
-        return r["image"], f"**{html.escape(Path(r['doc']).name)}**, page {r['page']} (score {r['score']:.4f})"
+        caption = f"**{html.escape(Path(r['doc']).name)}**, page {r['page']} (score {r['score']:.4f})"
+        return r["image"], caption + (f"\n\n{_markdown_snippet(r['snippet'])}" if r.get("snippet") else "")
 
     def on_ask(self, question: str, mode: str, top_k: float, doc: str):
         empty = gr.update(choices=[], value=None)

@@ -54,7 +54,11 @@ def launch(config: Config, host: str, port: int, auth: str | None = None, *, blo
     rag = DocRag(config, keep_open=True)
     # Resolved once, before requests arrive from several threads (and the first search is not slower).
     rag.encoder(for_query=True)
+    text_encoder = rag.text_encoder()  # the dense text model, ready before the first query (not loaded by it)
+    if text_encoder is not None and hasattr(text_encoder, "warm"):
+        text_encoder.warm()
     rag.llm()
+    rag.reranker()
     max_bytes = int(config.upload_max_mb * 2**20)
     demo = build_app(rag, max_bytes)
     pages = index_dir / "pages"

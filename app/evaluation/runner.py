@@ -9,7 +9,8 @@ corpus ids by (content hash, page): two corpus rows with the same bytes share th
 PDF that are not in the corpus are indexed with it and dropped from the results; the search then asks for that
 many more hits, so the top ``top_k`` corpus pages are exact (hybrid fuses before dropping).
 
-Modes: text (BM25) always; dense with a text encoder (``config.text_encoder``; "auto" counts as none here);
+Modes: text (BM25) always; dense with a text encoder (``config.text_encoder``; "auto" is the built-in model, what a
+new index gets);
 visual with an encoder; hybrid when either exists, fused with the config's ``rrf_k`` and ``weight_*``, so
 fusion settings can be scored on one index without re-indexing.
 
@@ -101,6 +102,24 @@ def resolve_encoder(config: Config) -> str:
     return choice
 
 
+def resolve_text_encoder(config: Config, events: EvalEvents | None = None) -> str:
+    """The text encoder an evaluation uses: ``auto`` is what a new index gets (the built-in model, when it is
+    installed), so a plain `docrag eval` scores the default search."""
+    from ..textenc import BUILTIN_NAME, DEFAULT_TEXT_ENCODER, builtin_missing, is_builtin
+
+    choice = config.text_encoder
+    if is_builtin(choice):
+        return BUILTIN_NAME
+    if choice != "auto":
+        return choice
+    missing = builtin_missing() if DEFAULT_TEXT_ENCODER == BUILTIN_NAME else None
+    if missing:
+        if events is not None:
+            events.note(f"{missing}; evaluating without dense text vectors")
+        return "none"
+    return DEFAULT_TEXT_ENCODER
+
+
 def index_name(dataset: EvalDataset, encoder: str, name: str | None = None, text_encoder: str = "none",
                ocr: str = "") -> str:
     """``<name>-<encoder>[-dense-<text encoder>][-<ocr>]``, ``name`` defaulting to ``<dataset folder>-<hash of
@@ -138,8 +157,7 @@ class EvalRunner:
     def run(self, modes: Sequence[str] | None = None, top_k: int = 100, encoder: str | None = None) -> EvalResult:
         """Index (or re-use) and score ``modes`` (default: every mode the index supports)."""
         encoder = encoder or resolve_encoder(self.config)
-        # "auto" would mean the eval index's own text encoder; an eval says which one it scores, or none.
-        text_encoder = "none" if self.config.text_encoder == "auto" else self.config.text_encoder
+        text_encoder = resolve_text_encoder(self.config, self.events)
         root = self.config.index_dir / EVALS_DIR
         if self.temporary:
             root.mkdir(parents=True, exist_ok=True)
@@ -157,7 +175,12 @@ class EvalRunner:
                     what, flag = _NEEDS[mode]
                     raise ValueError(f"mode {mode} needs {what} vectors: pass {flag} (this index has "
                                      f"{', '.join(available)} only)")
-            results = {mode: self._score(svc, mode, top_k, pages_by_key, extra) for mode in modes}
+            results = {mode: self._score(svc, mode, top_k, pages_by_key, extra, rerank=False) for mode in modes}
+            if svc.reranker() is not None:  # a reranker configured: each mode with it too, beside the plain one
+                for note in svc.notes:
+                    self.events.note(note)
+                results.update({f"{mode}+rerank": self._score(svc, mode, top_k, pages_by_key, extra, rerank=True)
+                                for mode in modes})
             return EvalResult(str(self.dataset.root), encoder, str(index_dir), indexing, results)
         finally:
             if self.temporary:
@@ -207,14 +230,14 @@ class EvalRunner:
 
     # ---- querying ----------------------------------------------------------------------------
     def _score(self, svc: DocRag, mode: str, top_k: int, by_key: dict[tuple[str, int], list[str]],
-               extra: int) -> ModeResult:
+               extra: int, rerank: bool = False) -> ModeResult:
         queries = self.dataset.queries
-        self.events.queries(mode, len(queries))
+        self.events.queries(mode + ("+rerank" if rerank else ""), len(queries))
         ranking: dict[str, list[str]] = {}
         latencies = []
         for q in queries:
             started = time.perf_counter()
-            hits = svc.search(q.text, top_k=top_k + extra + TIE_MARGIN, mode=mode)
+            hits = svc.search(q.text, top_k=top_k + extra + TIE_MARGIN, mode=mode, rerank=rerank)
             latencies.append((time.perf_counter() - started) * 1000)
             scored = [(cid, h.score) for h in hits for cid in by_key.get((h.doc_hash, h.page), ())]
             # Equal scores ordered by corpus id (_stable); trec_eval then gets these ranks, not raw scores.

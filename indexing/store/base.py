@@ -345,8 +345,8 @@ class Store(ABC):
                     return []  # nothing left after stop words: no page can match
                 if not sparse.is_empty:  # hybrid: fuse the dense sides alone rather than send an empty query
                     sources["text"] = sparse
-            if mode in ("dense", "hybrid") and text_vector is not None:
-                if self._text_dim is None:
+            if mode in ("dense", "hybrid") and text_vector is not None and (mode == "dense" or self._text_dim):
+                if self._text_dim is None:  # hybrid leaves it out: no page has one yet (none with text so far)
                     raise StoreError("this index has no dense text vectors (built without --text-encoder)")
                 tvec = _as_vector(text_vector, "query text vector")
                 if tvec.shape[0] != self._text_dim:
@@ -361,9 +361,13 @@ class Store(ABC):
                 sources["visual"] = vec.tolist()
             ordered = [(name, sources[name]) for name in SOURCES if name in sources]
             w = {**self.rrf_weights, **(weights or {})}
-            wlist = [float(w.get(name, 1.0)) for name, _ in ordered]
-            if any(x < 0 for x in wlist):
+            if any(float(w.get(name, 1.0)) < 0 for name, _ in ordered):
                 raise ValueError(f"RRF weights must not be negative, got {w}")
+            if mode == "hybrid":  # a source weighted 0 adds nothing to RRF: leave its prefetch out
+                ordered = [(name, q) for name, q in ordered if float(w.get(name, 1.0)) > 0]
+                if not ordered:
+                    raise ValueError(f"hybrid search with every source weighted 0 ({w}): nothing to rank by")
+            wlist = [float(w.get(name, 1.0)) for name, _ in ordered]
             rows = self._search(
                 [(SOURCES[name], q) for name, q in ordered],
                 mode == "hybrid",
@@ -374,6 +378,11 @@ class Store(ABC):
                 None if all(x == 1.0 for x in wlist) else wlist,
             )
         return [Hit.from_payload(payload, score) for score, payload in rows]
+
+    @property
+    def bm25(self) -> Bm25Encoder:
+        """The index's BM25 encoder (its language and CJK mode): query terms, snippets."""
+        return self._bm25
 
     _schema_extra: dict[str, Any] = {}
 

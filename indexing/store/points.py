@@ -89,6 +89,9 @@ class Hit:
     # Every path with this content now (copies), when resolved through the manifest (`indexing.resolve`); the
     # payload's `doc_path` alone is the path the page was first stored under.
     doc_paths: list[str] = field(default_factory=list)
+    # A short passage around the query's matched terms, **marked** (`indexing.snippets`; filled in by the search).
+    snippet: str = ""
+    matched_terms: list[str] = field(default_factory=list)
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any] | None, score: float) -> Hit:

@@ -146,7 +146,7 @@ def _assert_no_op_without_torch(docs: Path, idx: Path, env: dict) -> None:
 def test_a_no_op_index_with_the_default_encoder_does_not_import_torch(small_index):
     docs, idx = small_index
     env = {k: v for k, v in os.environ.items() if k != "DOCRAG_ENCODER"}
-    from app.service import _NVIDIA_MARKERS
+    from app.encoders import _NVIDIA_MARKERS
 
     if any(os.path.exists(m) for m in _NVIDIA_MARKERS):  # a GPU machine: `auto` would rightly load a model
         env["CUDA_VISIBLE_DEVICES"] = ""

@@ -1,4 +1,4 @@
-"""The dense text encoder: a sentence-transformers model over page text (`docrag index --text-encoder`).
+"""A sentence-transformers model as the dense text encoder (`docrag index --text-encoder FOLDER_OR_HUB_ID`).
 
 Long pages are cut into windows of the model's `max_seq_length` tokens (the tokenizer's own offsets, so no
 word is split), every window is embedded, and a page's vector is the L2-normalised mean of its windows.
@@ -16,11 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .base import TextEncoderUnavailable
+
 MAX_CHUNKS_PER_PAGE = 16  # a 10k-word page costs at most 16 windows
-
-
-class TextEncoderUnavailable(RuntimeError):
-    pass
 
 
 class SentenceTextEncoder:

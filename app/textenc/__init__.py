@@ -1,0 +1,23 @@
+"""Dense text encoders for the `text_dense` vector: the built-in model (`builtin`: all-MiniLM-L6-v2, int8 ONNX,
+no torch) or any sentence-transformers folder / hub id (`sentence`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import TextEncoderUnavailable
+from .builtin import BUILTIN_NAME, BuiltinTextEncoder, builtin_missing, is_builtin
+from .sentence import SentenceTextEncoder, init_tiny_text_encoder  # torch only when one is built
+
+__all__ = ["BUILTIN_NAME", "DEFAULT_TEXT_ENCODER", "BuiltinTextEncoder", "SentenceTextEncoder",
+           "TextEncoderUnavailable", "builtin_missing", "init_tiny_text_encoder", "is_builtin", "load_text_encoder"]
+
+# What a new index gets with `text_encoder = "auto"` (see README "Text retrieval").
+DEFAULT_TEXT_ENCODER = BUILTIN_NAME
+
+
+def load_text_encoder(name: str, device: str | None = None) -> Any:
+    """The built-in model for `builtin` or its name, else a sentence-transformers folder or hub id."""
+    if is_builtin(name):
+        return BuiltinTextEncoder()
+    return SentenceTextEncoder(name, device=device)
