@@ -24,9 +24,9 @@ system-deps:
 test-data: system-deps
 	bash scripts/test-data.sh
 
-# Index the example PDFs and search them. The encoder is a tiny randomly initialised MoCa
-# model (no download): the ranking comes from BM25 + random visual vectors until you point
-# --encoder at a trained checkpoint.
+# Index the example PDFs and search them: BM25 + the built-in dense text model (no download). The
+# visual encoder is a tiny randomly initialised MoCa model, marked untrained, so search leaves its
+# vectors out (and says so) until you point --encoder at a trained checkpoint.
 demo: install
 	$(PY) examples/make_examples.py --out examples
 	$(VENV)/bin/docrag train init --preset tiny --out .docrag-models/tiny --force

@@ -222,6 +222,9 @@ class DocRag:
             recorded = self.recorded_encoder()
             if recorded and recorded != encoder.name:
                 self.notes.append(f"index was built with encoder {recorded}; now using {encoder.name}")
+            if is_untrained(encoder.name):
+                self.notes.append(f"encoder {encoder.name} is untrained (written by `docrag train init`): its "
+                                  "vectors are noise, and search leaves them out unless --mode visual or hybrid")
         text_encoder = self.text_encoder()
         if text_encoder is not None:
             recorded = self.recorded_encoder(TEXT_ENCODER_META)

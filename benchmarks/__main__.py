@@ -48,6 +48,8 @@ BENCHMARKS: dict[str, Bench] = {
     "train_contrastive": Bench("train_contrastive.py", quick=["--smoke"], gpu_only=True),
     "ocr": Bench("ocr.py", quick=["--pages", "2", "--rapid-pages", "1"]),
     "fusion": Bench("fusion.py", quick=["--tiny-text-encoder", "--pages", "6"]),
+    "quality": Bench("quality.py", quick=["--quick"]),
+    "text_models": Bench("text_models.py", quick=["--only", "builtin"]),
 }
 
 # Runs a benchmark script with benchmarks.common's results folder pointed elsewhere (quick runs).

@@ -55,8 +55,10 @@ def launch(config: Config, host: str, port: int, auth: str | None = None, *, blo
     # Resolved once, before requests arrive from several threads (and the first search is not slower).
     rag.encoder(for_query=True)
     text_encoder = rag.text_encoder()  # the dense text model, ready before the first query (not loaded by it)
-    if text_encoder is not None and hasattr(text_encoder, "warm"):
-        text_encoder.warm()
+    if text_encoder is not None:
+        if hasattr(text_encoder, "warm"):
+            text_encoder.warm()
+        print(f"text model {text_encoder.name} loaded", file=sys.stderr, flush=True)
     rag.llm()
     rag.reranker()
     max_bytes = int(config.upload_max_mb * 2**20)

@@ -7,10 +7,11 @@ from typing import Any
 
 from .base import TextEncoderUnavailable
 from .builtin import BUILTIN_NAME, BuiltinTextEncoder, builtin_missing, is_builtin
-from .sentence import SentenceTextEncoder, init_tiny_text_encoder  # torch only when one is built
+from .sentence import SentenceTextEncoder, init_tiny_cross_encoder, init_tiny_text_encoder  # torch: on use
 
 __all__ = ["BUILTIN_NAME", "DEFAULT_TEXT_ENCODER", "BuiltinTextEncoder", "SentenceTextEncoder",
-           "TextEncoderUnavailable", "builtin_missing", "init_tiny_text_encoder", "is_builtin", "load_text_encoder"]
+           "TextEncoderUnavailable", "builtin_missing", "init_tiny_cross_encoder", "init_tiny_text_encoder",
+           "is_builtin", "load_text_encoder"]
 
 # What a new index gets with `text_encoder = "auto"` (see README "Text retrieval").
 DEFAULT_TEXT_ENCODER = BUILTIN_NAME

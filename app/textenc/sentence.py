@@ -88,21 +88,11 @@ class SentenceTextEncoder:
         return self._encode(list(queries), query=True)
 
 
-def init_tiny_text_encoder(out: Path | str, texts: Sequence[str], *, vocab_size: int = 3000, hidden: int = 32,
-                           layers: int = 2, max_seq_length: int = 64, seed: int = 0) -> Path:
-    """Write a tiny random BERT sentence-transformers model (WordPiece trained on `texts`) to `out`."""
-    import torch
-    from sentence_transformers import SentenceTransformer
+def _tiny_bert(hf_dir: Path, texts: Sequence[str], vocab_size: int, hidden: int, layers: int, max_seq_length: int):
+    """A WordPiece tokenizer trained on `texts` (saved to `hf_dir`) and a matching tiny `BertConfig`."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertTokenizerFast
 
-    try:  # sentence-transformers >= 6 moved the modules; older releases (the GPU machines) have the old path
-        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-    except ImportError:
-        from sentence_transformers.models import Pooling, Transformer
-
-    out = Path(out)
-    hf_dir = out / "bert"
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
@@ -117,12 +107,44 @@ def init_tiny_text_encoder(out: Path | str, texts: Sequence[str], *, vocab_size:
     fast = BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
                              sep_token="[SEP]", mask_token="[MASK]", model_max_length=max_seq_length)
     fast.save_pretrained(hf_dir)
-    config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=hidden, num_hidden_layers=layers,
-                        num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=max_seq_length + 2,
-                        pad_token_id=fast.pad_token_id)
+    return BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=hidden, num_hidden_layers=layers,
+                      num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=max_seq_length + 2,
+                      pad_token_id=fast.pad_token_id)
+
+
+def init_tiny_text_encoder(out: Path | str, texts: Sequence[str], *, vocab_size: int = 3000, hidden: int = 32,
+                           layers: int = 2, max_seq_length: int = 64, seed: int = 0) -> Path:
+    """Write a tiny random BERT sentence-transformers model (WordPiece trained on `texts`) to `out`."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from transformers import BertModel
+
+    try:  # sentence-transformers >= 6 moved the modules; older releases (the GPU machines) have the old path
+        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    except ImportError:
+        from sentence_transformers.models import Pooling, Transformer
+
+    out = Path(out)
+    hf_dir = out / "bert"
+    config = _tiny_bert(hf_dir, texts, vocab_size, hidden, layers, max_seq_length)
     torch.manual_seed(seed)
     BertModel(config).save_pretrained(hf_dir)
     model = SentenceTransformer(modules=[Transformer(str(hf_dir), max_seq_length=max_seq_length),
                                          Pooling(hidden, "mean")], device="cpu")
     model.save(str(out))
+    return out
+
+
+def init_tiny_cross_encoder(out: Path | str, texts: Sequence[str], *, vocab_size: int = 3000, hidden: int = 32,
+                            layers: int = 2, max_seq_length: int = 128, seed: int = 0) -> Path:
+    """Write a tiny random BERT cross-encoder (one relevance logit; sentence-transformers `CrossEncoder` loads the
+    folder) to `out`: for tests and smoke runs of `rerank = "cross-encoder:OUT"`."""
+    import torch
+    from transformers import BertForSequenceClassification
+
+    out = Path(out)
+    config = _tiny_bert(out, texts, vocab_size, hidden, layers, max_seq_length)
+    config.num_labels = 1
+    torch.manual_seed(seed)
+    BertForSequenceClassification(config).save_pretrained(out)
     return out

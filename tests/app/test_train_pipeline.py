@@ -73,6 +73,12 @@ def test_pipeline_stops_resumes_completes_and_reruns_as_a_no_op(tmp_path, docs):
         assert math.isfinite(report[key]["ndcg@5"]) and 0.0 <= report[key]["ndcg@5"] <= 1.0
         assert report[key]["n_queries"] == report["data"]["test_queries"] > 0
     assert report["bm25"]["ndcg@5"] > 0  # BM25 on the pages' own words finds something
+    # The visual weight, calibrated on half the test queries and checked on the other half, goes with the encoder
+    # (a 6-step tiny encoder: usually weight 0), and a search of an index built with it uses that weight.
+    fusion = json.loads((out / "docrag_encoder.json").read_text())["fusion"]
+    assert fusion["weight_visual"] == report["fusion"]["weight_visual"] >= 0
+    assert "untrained" not in json.loads((out / "docrag_encoder.json").read_text())
+    assert not (out / "work" / "cl" / "docrag_encoder.json").read_text().count("fusion")  # its own copy untouched
 
     # The final encoder is a plain checkpoint `docrag index --encoder` takes.
     from moca_train.modeling import MoCaEncoder
@@ -80,6 +86,10 @@ def test_pipeline_stops_resumes_completes_and_reruns_as_a_no_op(tmp_path, docs):
     assert MoCaEncoder.from_pretrained(out).dim == 64
     res = runner.invoke(app, ["index", str(docs), "--encoder", str(out), "--index-dir", str(tmp_path / "idx")])
     assert res.exit_code == 0, res.output
+    from app.service import DocRag
+
+    indexed = DocRag(index_dir=tmp_path / "idx", text_encoder="none")
+    assert indexed.fusion_weights()["visual"] == fusion["weight_visual"]
 
     # A rerun after completion does nothing: every phase is done, nothing is rewritten.
     before = {p: p.stat().st_mtime_ns for p in (out / "eval.json", out / "model.safetensors")}

@@ -52,7 +52,9 @@ def test_init_marks_the_checkpoint_and_saving_it_again_keeps_the_mark(untrained,
 
 def test_auto_leaves_an_untrained_encoder_out_and_says_so(untrained, docs, tmp_path) -> None:
     index = tmp_path / "idx"
-    _svc(index, untrained).index([docs])
+    indexer = _svc(index, untrained)
+    indexer.index([docs])
+    assert any("is untrained" in n for n in indexer.notes)  # indexing says so too
     rag = _svc(index, "auto")
     assert rag.status()["encoder_untrained"] is True and rag.status()["pages_with_visual"] > 0
     query = "quarterly revenue by region"

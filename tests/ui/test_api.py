@@ -19,6 +19,7 @@ def test_named_endpoints(served):
 
     rows = client.predict("inverter", 3, "text", "", api_name="/search")
     assert rows[0]["doc"].endswith("solar-maintenance.pdf") and {"page", "score", "image", "text"} <= set(rows[0])
+    assert "**inverter**" in rows[0]["snippet"].lower() and rows[0]["matched_terms"] == ["inverter", "inverters"]
     assert Path(rows[0]["image"]).is_relative_to(served.index_dir / "pages")
     only = client.predict("revenue", 5, "text", "revenue-table", api_name="/search")
     assert only and all(r["doc"].endswith("revenue-table.pdf") for r in only)
@@ -51,3 +52,28 @@ def test_cli_index_writes_while_the_ui_keeps_the_store_open(served, tmp_path):
     rows = client.predict("visitors", 3, "text", "", api_name="/search")
     assert rows and rows[0]["doc"].endswith("visitors-chart.pdf")  # the UI sees what the CLI wrote
     assert client.predict(api_name="/status")["documents"] == before + 1
+
+
+def test_the_text_model_is_loaded_at_launch(tmp_path):
+    """`docrag serve` loads the index's dense text model before it takes requests, so the first query does not
+    pay for it (the log says so before the server answers)."""
+    from served_app import ROOT, Server
+
+    from app import DocRag
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    shutil.copy(ROOT / "examples" / "solar-maintenance.pdf", docs)
+    DocRag(index_dir=tmp_path / "idx", encoder="none", text_encoder="builtin", dpi=48).index([docs])
+    server = Server(tmp_path / "idx", tmp_path / "serve.log", env={"DOCRAG_TEXT_ENCODER": "auto"})
+    try:
+        server.wait_ready()
+        log = (tmp_path / "serve.log").read_text()
+        assert "text model all-MiniLM-L6-v2-int8 loaded" in log
+        rows = Client(server.url, verbose=False).predict("how do I clean the panels", 3, "auto", "",
+                                                         api_name="/search")
+        assert rows and rows[0]["doc"].endswith("solar-maintenance.pdf")
+        status = Client(server.url, verbose=False).predict(api_name="/status")
+        assert status["text_encoder"] == "all-MiniLM-L6-v2-int8" and status["pages_with_text_dense"] >= 1
+    finally:
+        server.stop()
