@@ -1,12 +1,14 @@
-"""Shared bits of the benchmark scripts: page images, tables, JSON results, the device's name."""
+"""Shared bits of the benchmark scripts: page images, PDFs, tables, JSON results, the device's name.
+
+torch is imported where it is used, so scripts whose children only render or index (index.py, render_floor.py)
+can import this module without its ~200 MB of RSS."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import platform
 from pathlib import Path
-
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -14,9 +16,21 @@ PEAK_BF16_FLOPS = 790e12  # measured bf16 matmul ceiling on the H100/H200 machin
 
 
 def device_name() -> str:
+    import torch
+
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def open_pdf(path: Path | str):
+    """A PyMuPDF document from a PDF, or from a gzipped one (Debian ships some manuals as .pdf.gz)."""
+    import pymupdf
+
+    if str(path).endswith(".gz"):
+        with gzip.open(path, "rb") as f:
+            return pymupdf.open(stream=f.read(), filetype="pdf")
+    return pymupdf.open(path)
 
 
 def a4_pages(n: int, dpi: int = 144) -> list:

@@ -22,7 +22,6 @@ real indexes built here. Prints tables and writes benchmarks/results/index.json 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import platform
@@ -39,8 +38,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-# Only what the indexing children need at module level: benchmarks.common imports torch (~200 MB of RSS), which
-# a text-only `docrag index --encoder none` never loads. The parent imports it in main().
+# Only what the indexing children need at module level: torch (~200 MB of RSS, which a text-only
+# `docrag index --encoder none` never loads) comes with benchmarks.common.device_name, called in main() only.
+from benchmarks.common import open_pdf  # noqa: E402
 from benchmarks.store_query import pct  # noqa: E402
 from benchmarks.store_query import run as store_run  # noqa: E402
 
@@ -56,15 +56,6 @@ QUERIES = ["scanning the answer sheets", "how to mark the boxes", "LaTeX source 
 # ---------------------------------------------------------------------------------------------- corpus
 
 
-def _open_pdf(path: Path):
-    import pymupdf
-
-    if path.name.endswith(".gz"):
-        with gzip.open(path, "rb") as f:
-            return pymupdf.open(stream=f.read(), filetype="pdf")
-    return pymupdf.open(path)
-
-
 def corpus(n_pages: int | None, dest: Path) -> dict[str, Any]:
     """The Debian PDFs as they are (n_pages None or >= their total), else n_pages of them spread evenly across
     every document, written as smaller PDFs into ``dest``."""
@@ -73,7 +64,7 @@ def corpus(n_pages: int | None, dest: Path) -> dict[str, Any]:
         sys.exit(f"no PDFs in {DEBIAN}: run `make test-data` first")
     counts = []
     for src in sources:
-        with _open_pdf(src) as doc:
+        with open_pdf(src) as doc:
             counts.append(doc.page_count)
     total = sum(counts)
     if n_pages is None or n_pages >= total:
@@ -87,7 +78,7 @@ def corpus(n_pages: int | None, dest: Path) -> dict[str, Any]:
         if not local:
             continue
         out = dest / (src.name.removesuffix(".gz").removesuffix(".pdf") + ".pdf")
-        with _open_pdf(src) as doc:
+        with open_pdf(src) as doc:
             doc.select(local)
             doc.save(out, garbage=3, deflate=True)
         paths.append(str(out))

@@ -19,10 +19,7 @@ with the bytes per page of each stored form, so the page_store default can be ch
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import os
-import platform
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -30,22 +27,14 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-DEBIAN = ROOT / ".test-data" / "debian"
-RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import open_pdf  # noqa: E402
+
 STEPS = ("text", "thumb", "render", "full")
 THUMB_PX = 256
 DPI = 144
 CHUNK = 32  # pages per task: enough to amortise opening the document in the worker
-
-
-def _open(path: str):
-    import pymupdf
-
-    if path.endswith(".gz"):
-        with gzip.open(path, "rb") as f:
-            return pymupdf.open(stream=f.read(), filetype="pdf")
-    return pymupdf.open(path)
 
 
 def _work(task: tuple[str, str, int, int]) -> tuple[int, int]:
@@ -54,7 +43,7 @@ def _work(task: tuple[str, str, int, int]) -> tuple[int, int]:
 
     step, path, start, stop = task
     stored = 0
-    with _open(path) as doc:
+    with open_pdf(path) as doc:
         for n in range(start, stop):
             page = doc[n]
             page.get_text()
@@ -79,7 +68,7 @@ def cpus() -> int:
 def tasks(step: str, paths: list[str]) -> list[tuple[str, str, int, int]]:
     out = []
     for path in paths:
-        with _open(path) as doc:
+        with open_pdf(path) as doc:
             count = doc.page_count
         out += [(step, path, s, min(s + CHUNK, count)) for s in range(0, count, CHUNK)]
     return out
@@ -109,9 +98,10 @@ def main() -> None:
     parser.add_argument("--workers", default=f"1,{cpus()}", help="comma-separated process counts")
     parser.add_argument("--steps", default=",".join(STEPS))
     args = parser.parse_args()
-    paths = sorted(str(p) for p in DEBIAN.iterdir() if p.name.endswith((".pdf", ".pdf.gz")))
-    if not paths:
-        sys.exit(f"no PDFs in {DEBIAN}: run `make test-data` first")
+    from benchmarks.common import device_name, write_json
+    from benchmarks.index import corpus
+
+    paths = corpus(None, Path())["paths"]  # None: the PDFs as they are, nothing written
     counts = sorted({int(w) for w in args.workers.split(",")})
     rows = [measure(step, paths, w) for step in args.steps.split(",") for w in counts]
     print(f"{'step':8} {'workers':>7} {'pages':>6} {'s':>7} {'pages/s':>8} {'bytes/page':>10}")
@@ -120,12 +110,9 @@ def main() -> None:
               f"{r['stored_bytes_per_page']:>10}")
     payload = {"benchmark": "render-floor", "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                "command": "python benchmarks/render_floor.py " + " ".join(sys.argv[1:]),
-               "device": f"CPU ({platform.machine()}, {cpus()} threads)", "load_average": list(os.getloadavg()),
+               "device": device_name(), "load_average": list(os.getloadavg()),
                "versions": {"pymupdf": version("pymupdf")}, "dpi": DPI, "thumbnail_px": THUMB_PX, "rows": rows}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "render-floor.json"
-    out.write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_json("render-floor", payload)
 
 
 if __name__ == "__main__":
