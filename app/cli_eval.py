@@ -147,7 +147,7 @@ def calibrate(
 
     console = _console()
     console.print(f"[bold]{dataset}[/bold]: {cal.n_tune} tuning / {cal.n_held_out} held-out queries, "
-                  f"{cal.grid_size} settings tried (nDCG@5)", highlight=False)
+                  f"{cal.grid_size} settings tried (nDCG@5)", highlight=False, soft_wrap=True)
     table = Table("setting", "tune", "held-out", box=None)
     for row in cal.rows:
         table.add_row(row["setting"], f"{row['tune']:.3f}", f"{row['held_out']:.3f}")
@@ -190,7 +190,7 @@ def build(
                    console=console, disable=json_out or not console.is_terminal)
 
     def problem(path: str, reason: str) -> None:
-        console.print(f"[red]failed[/red] {escape(path)}: {escape(reason)}", highlight=False)
+        console.print(f"[red]failed[/red] {escape(path)}: {escape(reason)}", highlight=False, soft_wrap=True)
 
     with bar:
         task = bar.add_task("pages", total=None)
@@ -301,7 +301,7 @@ def _print_result(result) -> None:
 
     console = _console()
     console.print(f"[bold]{result.dataset}[/bold]  encoder: {result.encoder}  index: {result.index_dir}",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
     table = Table("mode", *METRICS, "queries", box=None)
     for mode, r in result.modes.items():
         m = r.metrics
@@ -313,13 +313,13 @@ def _print_result(result) -> None:
     console.print(table)
     ix = result.indexing
     if ix["reused"]:
-        console.print(f"index re-used ({ix['indexed_pages']} pages, unchanged)", highlight=False)
+        console.print(f"index re-used ({ix['indexed_pages']} pages, unchanged)", highlight=False, soft_wrap=True)
     else:
         console.print(f"indexed {ix['pages']} pages in {ix['seconds']:.1f} s ({ix['pages_per_s']} pages/s)",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
     for mode, r in result.modes.items():
         console.print(f"{mode}: search latency p50 {r.latency_ms['p50']:.1f} ms, p95 {r.latency_ms['p95']:.1f} ms",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
 
 
 def _print_significance(name_a: str, name_b: str, significance: dict) -> None:
@@ -327,7 +327,7 @@ def _print_significance(name_a: str, name_b: str, significance: dict) -> None:
 
     console = _console()
     console.print(f"B - A (A: {name_a}, B: {name_b}); paired randomisation test, bootstrap 95% CI",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
     table = Table("mode", "metric", "A", "B", "B - A", "95% CI", "p", "", box=None)
     for mode, metrics in significance.items():
         for metric, t in metrics.items():

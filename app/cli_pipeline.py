@@ -71,7 +71,7 @@ class RichPipelineEvents:
 
     def phase(self, number: int, total: int, name: str, title: str, skipped: bool) -> None:
         state = "[dim]done already[/dim]" if skipped else ""
-        self.console.print(f"[bold][{number}/{total}][/bold] {name}: {title} {state}", highlight=False)
+        self.console.print(f"[bold][{number}/{total}][/bold] {name}: {title} {state}", highlight=False, soft_wrap=True)
 
     def phase_done(self, name: str, summary: dict) -> None:
         brief = ", ".join(f"{k} {_short(v)}" for k, v in summary.items() if isinstance(v, int | float | str))

@@ -122,3 +122,12 @@ def test_bad_input_is_one_line(tmp_path, docs):
     res = runner.invoke(app, ["train", "pipeline", str(docs), "--base", "tiny", "--out", str(tmp_path / "o"),
                               "--preset", "huge"])
     assert res.exit_code == 1 and "unknown preset 'huge'" in res.output
+
+
+def test_phase_lines_do_not_wrap_at_the_terminal_width(monkeypatch, capsys):
+    # A narrow (or unset, 80-column) terminal must not split one phase's line: scripts and tests read it whole.
+    monkeypatch.setenv("COLUMNS", "20")
+    from app.cli_pipeline import RichPipelineEvents
+
+    RichPipelineEvents().phase(1, 8, "eval-set", "evaluation set and held-out split", skipped=True)
+    assert capsys.readouterr().err == "[1/8] eval-set: evaluation set and held-out split done already\n"

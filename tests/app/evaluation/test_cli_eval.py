@@ -129,3 +129,15 @@ def test_compare_two_encoders(mixed_set, tiny_encoders, tmp_path):
     test = payload["significance"]["visual"]["ndcg@10"]
     assert test["n_queries"] == 2 and test["delta"] == 0.0 and test["p_value"] == 1.0 and not test["significant"]
     assert len(list((tmp_path / "idx" / "evals").iterdir())) == 2  # one index per encoder
+
+
+def test_a_failed_file_is_one_line_at_any_width(tmp_path, debian_pdfs):
+    # A long path on a narrow terminal: the "failed PATH: reason" line stays whole, not wrapped at COLUMNS.
+    pdfs = tmp_path / ("a-folder-with-a-long-name-" * 4)
+    pdfs.mkdir()
+    (pdfs / "broken.pdf").write_bytes(b"not a PDF at all")
+    shutil.copy(debian_pdfs["auto-multiple-choice.en.pdf"], pdfs / "amc.pdf")
+    result = CliRunner().invoke(app, ["eval", "build", str(pdfs), "--out", str(tmp_path / "set")],
+                                env={"DOCRAG_DPI": "48", "COLUMNS": "40"})
+    failed = [line for line in result.stderr.splitlines() if line.startswith("failed")]
+    assert failed and failed[0].startswith(f"failed {pdfs / 'broken.pdf'}: ") and len(failed[0]) > 40, result.stderr
