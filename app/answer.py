@@ -16,6 +16,7 @@ from typing import Any
 from indexing.store import Hit
 
 from .llm import LLM, ImagePart, Message
+from .page_image import hit_image
 
 SYSTEM_PROMPT = (
     "You answer questions about documents using only the numbered pages you are given. Each page comes as "
@@ -51,8 +52,9 @@ def build_messages(question: str, hits: list[Hit], index_dir: Path, text_chars: 
     parts: list[str | ImagePart] = []
     for n, hit in enumerate(hits, 1):
         parts.append(f"[{n}] {Path(hit.doc_path).name}, page {hit.page}:\n")
-        if hit.image_path:
-            parts.append(ImagePart(Path(index_dir) / hit.image_path))
+        image, _why = hit_image(index_dir, hit)
+        if image:  # a page whose source is gone and has no stored image goes to the LLM as text only
+            parts.append(ImagePart(Path(image)))
         text = " ".join((hit.text or "").split())[:text_chars]
         parts.append(f"\nText layer of [{n}]: {text or '(none)'}\n\n")
     parts.append(f"Question: {question}")
@@ -74,8 +76,8 @@ def map_citations(text: str, hits: list[Hit], index_dir: Path) -> tuple[list[Cit
     for n in cited_numbers(text):
         if 1 <= n <= len(hits):
             h = hits[n - 1]
-            citations.append(Citation(n, h.doc_path, h.page, str(Path(index_dir) / h.image_path),
-                                      round(float(h.score), 6)))
+            image, _why = hit_image(index_dir, h)
+            citations.append(Citation(n, h.doc_path, h.page, image or "", round(float(h.score), 6)))
         else:
             invalid.append(n)
     return citations, invalid

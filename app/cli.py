@@ -74,6 +74,10 @@ def index(
     renderer: str | None = typer.Option(None, help="pymupdf (default) | pdf2image."),
     dpi: int | None = typer.Option(None, help="Render resolution (default 144)."),
     batch_pages: int | None = typer.Option(None, help="Pages per write batch."),
+    page_store: str | None = typer.Option(None, "--page-store", help="What to keep of each page's image: "
+                                          "thumbnail (default) | full | none; full pages render on demand."),
+    workers: int | None = typer.Option(None, "--workers", min=0, help="Render processes (default: the CPUs "
+                                       "available; 0: render in this process)."),
     ocr: str | None = typer.Option(None, "--ocr", help="OCR pages without a usable text layer: auto (default) | "
                                    "always | never."),
     ocr_lang: str | None = typer.Option(None, "--ocr-lang", help="OCR languages, Tesseract codes: eng+fra+jpn."),
@@ -89,7 +93,8 @@ def index(
     from .progress import RichIndexEvents
 
     svc = _service(index_dir=index_dir, encoder=encoder, processor=processor, renderer=renderer, dpi=dpi,
-                   batch_pages=batch_pages, qdrant_url=qdrant_url, ocr=ocr, ocr_lang=ocr_lang, ocr_engine=ocr_engine,
+                   batch_pages=batch_pages, page_store=page_store, index_workers=workers, qdrant_url=qdrant_url,
+                   ocr=ocr, ocr_lang=ocr_lang, ocr_engine=ocr_engine,
                    bm25_language=bm25_language, text_encoder=text_encoder)
     _run(svc.encoder)
     _run(svc.text_encoder)  # load (or decide against) the encoder before the progress bar starts

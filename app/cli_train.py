@@ -230,7 +230,9 @@ def mine(
         if not query.strip():  # an image-only query: nothing to search with here
             return []
         hits = svc.search(query, top_k=top_k, mode=mode)
-        return [Candidate(h.doc_path, h.page, str(svc.config.index_dir / h.image_path), h.text) for h in hits]
+        from .page_image import hit_image
+
+        return [Candidate(h.doc_path, h.page, hit_image(svc.config.index_dir, h)[0] or "", h.text) for h in hits]
 
     report = MiningReport()
     try:

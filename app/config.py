@@ -30,7 +30,9 @@ class Config:
     max_page_pixels: int = 2_500_000
     page_format: str = "webp"  # webp | jpeg (faster, larger) | png (lossless)
     webp_method: int = 0  # libwebp effort 0 (fastest) .. 6 (smallest)
-    page_write_threads: int = 2  # threads encoding page images (Pillow releases the GIL)
+    page_store: str = "thumbnail"  # none | thumbnail (~7 KiB/page) | full (~185 KiB/page); see README
+    index_workers: int | None = None  # render processes for `docrag index` (None: the CPUs available)
+    page_cache_mb: int = 1024  # cap of the on-demand page-image cache under the index folder
     batch_pages: int = 16
     qdrant_url: str | None = None
     qdrant_collection: str = "docrag"

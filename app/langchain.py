@@ -12,7 +12,6 @@ released whenever a `docrag index` elsewhere waits for it.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
@@ -21,6 +20,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from .config import load_config
+from .page_image import hit_image
 from .service import DocRag
 
 
@@ -53,7 +53,7 @@ class DocRagRetriever(BaseRetriever):
         mode = rag.resolve_mode(self.mode or "auto")
         return [Document(page_content=h.text or "", metadata={
             "source": h.doc_path, "page": h.page, "score": float(h.score),
-            "image": str(Path(rag.config.index_dir) / h.image_path), "mode": mode, "title": h.title,
+            "image": hit_image(rag.config.index_dir, h)[0], "mode": mode, "title": h.title,
             "snippet": h.snippet, "matched_terms": h.matched_terms,
         }) for h in hits]
 

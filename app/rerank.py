@@ -21,6 +21,7 @@ from indexing.store import Hit
 
 from .config import Config
 from .encoders import EncoderUnavailable, looks_like_folder
+from .page_image import hit_image
 
 CROSS_ENCODER = "cross-encoder:"
 CHOICES = "none | cross-encoder:<folder or hub id> | llm"
@@ -99,8 +100,9 @@ class LLMReranker:
         parts: list[Any] = []
         for n, hit in enumerate(hits, 1):
             parts.append(f"[{n}] {Path(hit.doc_path).name}, page {hit.page}:\n")
-            if hit.image_path:
-                parts.append(ImagePart(Path(index_dir) / hit.image_path))
+            image, _why = hit_image(index_dir, hit)
+            if image:
+                parts.append(ImagePart(Path(image)))
             text = " ".join((hit.text or "").split())[: self.text_chars]
             parts.append(f"\nText of [{n}]: {text or '(none)'}\n\n")
         parts.append(f"Question: {query}\nPage numbers, best first:")

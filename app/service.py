@@ -210,7 +210,8 @@ class DocRag:
     def index_options(self, command: str = "docrag index") -> IndexOptions:
         c = self.config
         return IndexOptions(renderer=c.renderer, dpi=c.dpi, max_pixels=c.max_page_pixels, page_format=c.page_format,
-                            webp_method=c.webp_method, write_threads=c.page_write_threads, batch_pages=c.batch_pages,
+                            webp_method=c.webp_method, page_store=c.page_store, workers=c.index_workers,
+                            batch_pages=c.batch_pages,
                             lock_timeout_s=c.lock_timeout_s, qdrant_url=c.qdrant_url,
                             api_key=c.qdrant_api_key, collection=c.qdrant_collection, command=command,
                             bm25_language=c.bm25_language, ocr=c.ocr, ocr_lang=c.ocr_lang, ocr_engine=c.ocr_engine,
@@ -440,8 +441,10 @@ class DocRag:
                 pages, visual, store_bytes = store.count(), store.count_with_visual(), store.bytes_on_disk()
                 text_dense = store.count_with_text_dense()
         from indexing.pages import PageStore
+        from indexing.thumbnails import ThumbnailStore
 
-        image_bytes = PageStore(c.index_dir, fmt=c.page_format).bytes_used()
+        with ThumbnailStore(c.index_dir, create=False) as thumbs:  # page_store = "thumbnail" (the default)
+            image_bytes = PageStore(c.index_dir, fmt=c.page_format).bytes_used() + thumbs.bytes_used()
         return {
             "index_dir": str(c.index_dir),
             "backend": "qdrant-server" if c.qdrant_url else "qdrant-edge",
@@ -461,10 +464,16 @@ class DocRag:
         }
 
 
-def hit_to_dict(hit: Hit, index_dir: Path, text_chars: int = 300) -> dict[str, Any]:
+def hit_to_dict(hit: Hit, index_dir: Path, text_chars: int = 300, thumbnail: bool = False) -> dict[str, Any]:
+    """A hit as JSON: ``image`` is a file that exists now (rendered into the index's page cache when the index
+    keeps no full images) or None with ``image_error`` saying why; ``thumbnail=True`` gives the thumbnail."""
+    from .page_image import hit_image
+
     d = asdict(hit)
+    image, image_error = hit_image(index_dir, hit, thumbnail=thumbnail)
     return {"doc": d["doc_path"], "docs": d.get("doc_paths") or [d["doc_path"]], "page": d["page"],
-            "score": round(float(d["score"]), 6), "image": str(index_dir / d["image_path"]),
+            "doc_hash": d["doc_hash"], "score": round(float(d["score"]), 6), "image": image,
+            **({"image_error": image_error} if image_error else {}),
             "text": (d.get("text") or "")[:text_chars], "title": d.get("title", ""),
             "text_source": d.get("text_source", "layer"), "snippet": d.get("snippet", ""),
             "matched_terms": d.get("matched_terms") or []}

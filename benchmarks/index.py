@@ -6,8 +6,8 @@ re-run, and query latency per search mode over 10k+ stored pages.
     python benchmarks/index.py --pages 300 --encoder-pages 40 --query-pages 20000
     python benchmarks/index.py --formats-only       # just the page-format sweep and the `--encoder auto` no-op
 
-Page-format sweep (text only, all ~590 Debian pages, a fresh process and index each): pages/s for WebP method 0
-and 2 and JPEG, each with 1 and 2 page-image encoding threads (`--formats FMT:METHOD:THREADS,...`). Then the
+Page-store sweep (text only, all ~590 Debian pages, a fresh process and index each): pages/s, CPU ms, image and
+whole-index KiB per page for each `page_store` and render-worker count (`--formats STORE:WORKERS,...`). Then the
 no-op re-run as a user types it, `docrag index PATHS` with the default `--encoder auto`, in a fresh process:
 its wall time, peak RSS and whether it imported torch.
 
@@ -174,9 +174,10 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     out["ru_maxrss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["index_bytes"] = _du(index_dir)
     out["options"] = {"renderer": opts.renderer, "dpi": opts.dpi, "page_format": opts.page_format,
-                      "webp_method": opts.webp_method, "write_threads": opts.write_threads,
+                      "webp_method": opts.webp_method, "page_store": opts.page_store, "workers": opts.workers,
                       "batch_pages": opts.batch_pages, "max_pixels": opts.max_pixels}
-    out["page_image_bytes"] = sum(p.stat().st_size for p in (index_dir / "pages").rglob("*") if p.is_file())
+    out["page_image_bytes"] = sum(p.stat().st_size for p in (index_dir / "pages").rglob("*") if p.is_file()) + sum(
+        p.stat().st_size for p in index_dir.glob("thumbnails.sqlite*"))
     if spec.get("search_modes"):
         out["search"] = _search_latency(index_dir, enc, spec["encoder"], spec["search_modes"], spec["n_search"])
     return out
@@ -296,14 +297,11 @@ def bench_indexing(mode: str, data: dict[str, Any], encoder: str | None, workdir
 
 
 def parse_formats(text: str) -> list[dict[str, Any]]:
-    """"webp:0:2,jpeg:-:1" -> IndexOptions overrides (page_format, webp_method, write_threads)."""
+    """"thumbnail:2,full:0" -> IndexOptions overrides (page_store, workers: render processes, 0 = in-process)."""
     out = []
     for item in text.split(","):
-        fmt, method, threads = item.strip().split(":")
-        d: dict[str, Any] = {"page_format": fmt, "write_threads": int(threads)}
-        if method not in ("", "-"):
-            d["webp_method"] = int(method)
-        out.append(d)
+        store, workers = item.strip().split(":")
+        out.append({"page_store": store, "workers": int(workers)})
     return out
 
 
@@ -311,15 +309,16 @@ def bench_formats(data: dict[str, Any], formats: list[dict[str, Any]], workdir: 
     rows = []
     for i, fmt in enumerate(formats):
         index_dir = workdir / f"index-format-{i}"
-        label = fmt["page_format"] + (f" m{fmt['webp_method']}" if "webp_method" in fmt else "")
-        print(f"[format] {label}, {fmt['write_threads']} thread(s): {data['pages']} pages ...", flush=True)
+        label = fmt["page_store"]
+        print(f"[format] page_store={label}, {fmt['workers']} worker(s): {data['pages']} pages ...", flush=True)
         r = run_child({"task": "index", "paths": data["paths"], "index_dir": str(index_dir), "format": fmt}, workdir)
         rep = r["report"]
-        rows.append({"format": label, "threads": fmt["write_threads"], "pages": rep["pages"], "seconds": r["sync_s"],
+        rows.append({"format": label, "threads": fmt["workers"], "pages": rep["pages"], "seconds": r["sync_s"],
                      "pages_per_s": rep["pages"] / r["sync_s"],
                      # CPU seconds per page (all threads): 2000 / this bounds pages/s on 2 otherwise idle cores
                      "cpu_ms_per_page": r["sync_cpu_s"] / max(1, rep["pages"]) * 1e3,
                      "kib_per_page": r["page_image_bytes"] / max(1, rep["pages"]) / 1024,
+                     "index_kib_per_page": r["index_bytes"] / max(1, rep["pages"]) / 1024,
                      "peak_rss_mib": r["peak_rss_mib"], "other_load_cores": r["other_load_cores"],
                      "failed": rep["failed"], "options": r["options"], "index_dir": str(index_dir)})
         if i:
@@ -365,8 +364,8 @@ def main() -> None:
                     help=f"dense dims of the query stores (default: {MOCA_3B_DIM} = MoCa-3B, and the small encoder's)")
     ap.add_argument("--queries", type=int, default=None, help="queries per mode on the 10k store (200)")
     ap.add_argument("--search-queries", type=int, default=None, help="DocRag.search calls per mode (50)")
-    ap.add_argument("--formats", default="webp:2:1,webp:0:1,webp:2:2,webp:0:2,jpeg:-:1,jpeg:-:2",
-                    help="page-format sweep, FMT:WEBP_METHOD:THREADS,... ('' to skip)")
+    ap.add_argument("--formats", default="thumbnail:0,thumbnail:1,thumbnail:2,none:2,full:2",
+                    help="page-store sweep, STORE:WORKERS,... ('' to skip)")
     ap.add_argument("--formats-only", action="store_true", help="only the page-format sweep and the CLI no-op")
     ap.add_argument("--workdir", type=Path, default=None, help="keep the indexes here (default: a temp dir)")
     ap.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)

@@ -30,6 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import open_pdf  # noqa: E402
+from indexing.cpus import available_cpus
 
 STEPS = ("text", "thumb", "render", "full")
 THUMB_PX = 256
@@ -56,13 +57,6 @@ def _work(task: tuple[str, str, int, int]) -> tuple[int, int]:
                 if step == "full":
                     stored += len(pix.pil_tobytes("WEBP", quality=80, method=0))
     return stop - start, stored
-
-
-def cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def tasks(step: str, paths: list[str]) -> list[tuple[str, str, int, int]]:
@@ -95,7 +89,7 @@ def measure(step: str, paths: list[str], workers: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", default=f"1,{cpus()}", help="comma-separated process counts")
+    parser.add_argument("--workers", default=f"1,{available_cpus()}", help="comma-separated process counts")
     parser.add_argument("--steps", default=",".join(STEPS))
     args = parser.parse_args()
     from benchmarks.common import device_name, write_json

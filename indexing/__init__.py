@@ -1,6 +1,7 @@
 """docrag's bottom layer: files -> pages -> store. Imports nothing from `app`, `moca_train` or `ui`.
 
-Modules: `scan` (files, hashes), `render` (PDFs and images -> pages), `pages` (the page-image store),
+Modules: `scan` (files, hashes), `render` (PDFs and images -> pages), `extract` and `workers` (rendering in
+worker processes), `pages` (the full page-image store), `thumbnails`, `page_images` (page images on demand),
 `ocr` (text for pages without a usable text layer), `tokenize` (CJK bigrams for BM25), `bm25` (sparse text
 vectors), `text_dense` (the optional dense text vector's protocol and backfill), `store` (the Qdrant store and
 its process model), `lock` (the index lock), `manifest` (what is indexed), `plan` (what a run must do),
@@ -19,7 +20,8 @@ _EXPORTS = {
     "manifest": ("MANIFEST_NAME", "DocumentRecord", "Manifest", "NoIndex"),
     "ocr": ("OcrEngine", "PageOcr", "PageText", "text_layer_usable"),
     "resolve": ("filter_hashes", "with_current_paths"),
-    "pages": ("PageStore", "PageWriter"),
+    "pages": ("PageStore",),
+    "page_images": ("PageImages", "PageUnavailable", "page_images"),
     "pipeline": ("Indexer",),
     "run": ("Embedder", "EmbedderUnavailable", "Events", "IndexOptions", "IndexReport"),
     "render": ("DocumentError", "Page", "PageProblem", "RenderDocument", "Renderer", "document_title", "make_renderer"),
@@ -32,10 +34,11 @@ _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in nam
 __all__ = [
     "Bm25Encoder", "DimensionMismatch", "DocumentError", "DocumentRecord", "EdgeStore", "Embedder",
     "EmbedderUnavailable", "Events", "Hit", "IndexBusy", "IndexLock", "IndexOptions", "IndexReport", "Indexer",
-    "MANIFEST_NAME", "Manifest", "NoIndex", "OcrEngine", "Page", "PageOcr", "PagePoint", "PageProblem", "PageStore",
-    "PageText", "PageWriter", "QdrantClientStore", "RenderDocument", "Renderer", "SourceFile", "Sparse", "Store",
-    "StoreError", "TextEmbedder", "WriterBusy", "document_title", "filter_hashes", "locked_store", "make_renderer",
-    "open_store", "sha256_file", "text_layer_usable", "with_current_paths",
+    "MANIFEST_NAME", "Manifest", "NoIndex", "OcrEngine", "Page", "PageImages", "PageOcr", "PagePoint",
+    "PageProblem", "PageStore", "PageText", "PageUnavailable", "QdrantClientStore", "RenderDocument", "Renderer",
+    "SourceFile", "Sparse", "Store", "StoreError", "TextEmbedder", "WriterBusy", "document_title", "filter_hashes",
+    "locked_store", "make_renderer", "open_store", "page_images", "sha256_file", "text_layer_usable",
+    "with_current_paths",
 ]  # = sorted(_MODULE_OF), spelled out for linters
 
 
@@ -51,7 +54,8 @@ if TYPE_CHECKING:
     from .lock import IndexBusy, IndexLock
     from .manifest import MANIFEST_NAME, DocumentRecord, Manifest, NoIndex
     from .ocr import OcrEngine, PageOcr, PageText, text_layer_usable
-    from .pages import PageStore, PageWriter
+    from .page_images import PageImages, PageUnavailable, page_images
+    from .pages import PageStore
     from .pipeline import Indexer
     from .render import DocumentError, Page, PageProblem, RenderDocument, Renderer, document_title, make_renderer
     from .resolve import filter_hashes, with_current_paths

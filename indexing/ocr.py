@@ -23,6 +23,7 @@ import sqlite3
 import subprocess
 import threading
 import unicodedata
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -56,14 +57,18 @@ def _is_word(token: str) -> bool:
 
 def text_layer_usable(text: str) -> bool:
     """Whether a page's text layer is real text (False for empty, stray characters, or garbage)."""
-    visible = [ch for ch in text if not ch.isspace()]
+    # Counted per distinct character: a page has thousands of characters but a few dozen distinct ones.
+    counts = Counter(text)
+    visible = sum(n for ch, n in counts.items() if not ch.isspace())
     if not visible:
         return False
-    bad = sum(unicodedata.category(ch) in ("Co", "Cn", "Cc", "Cs") or ch == "\ufffd" for ch in visible)
-    good = sum(ch.isalnum() or unicodedata.category(ch)[0] == "P" for ch in visible)
-    if bad > 0.05 * len(visible) or good < MIN_GOOD_CHAR_RATIO * len(visible):
+    bad = sum(n for ch, n in counts.items()
+              if not ch.isspace() and (unicodedata.category(ch) in ("Co", "Cn", "Cc", "Cs") or ch == "\ufffd"))
+    good = sum(n for ch, n in counts.items()
+               if not ch.isspace() and (ch.isalnum() or unicodedata.category(ch)[0] == "P"))
+    if bad > 0.05 * visible or good < MIN_GOOD_CHAR_RATIO * visible:
         return False
-    if len(visible) >= MIN_CHARS_SKIP_WORD_CHECK:
+    if visible >= MIN_CHARS_SKIP_WORD_CHECK:
         return True  # plenty of ordinary characters: real text even if few tokens look like words (code, data)
     tokens = text.split()
     words = [t for t in tokens if _is_word(t)]

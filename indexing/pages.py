@@ -7,8 +7,8 @@ whole image or none (plus at most a ``.tmp`` file that `remove_stale_tmp` sweeps
 the renames durable, and the indexer calls it before the manifest records those pages.
 
 Formats: WebP (default, libwebp ``method`` 0: the fastest effort), JPEG (Pillow's libjpeg, about 6x faster
-than WebP for ~1.5x the bytes) and PNG (lossless, large). `PageWriter` encodes in a small thread pool:
-Pillow releases the GIL while it encodes, so rendering the next page overlaps encoding the last ones.
+than WebP for ~1.5x the bytes) and PNG (lossless, large). Used with ``page_store = "full"``; the render workers
+(`indexing.extract`) encode and save in parallel processes.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import re
 import secrets
 import shutil
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 from PIL import Image
@@ -31,7 +30,6 @@ TMP_SUFFIX = ".tmp"
 # libwebp effort 0-6. Measured on 144-dpi text pages (2 cores): method 0 ~27 ms a page, method 2 ~40 ms for a
 # file ~20% smaller, method 4 ~120 ms. Encoding, not rendering (~5 ms), is what a page costs, so 0 is the default.
 WEBP_METHOD = 0
-DEFAULT_WRITE_THREADS = 2
 _HASH_RE = re.compile(r"^[0-9a-f]{8,128}$")
 
 
@@ -221,39 +219,3 @@ class PageStore:
                     except OSError:
                         pass
         return removed
-
-
-class PageWriter:
-    """Encodes and writes page images in `threads` worker threads (0: in the caller's thread).
-
-    `submit` returns a future of the page's relative path; `close` waits for what is queued. Pillow's encoders
-    release the GIL, so two threads keep two cores busy while the caller renders. Submit each image object
-    once: Pillow keeps per-save state on the image object, so two concurrent saves of one object race.
-    """
-
-    def __init__(self, store: PageStore, threads: int = DEFAULT_WRITE_THREADS) -> None:
-        if threads < 0:
-            raise ValueError(f"threads must be >= 0, got {threads}")
-        self.store = store
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="docrag-pages") if threads else None
-
-    def submit(self, doc_hash: str, page: int, image: Image.Image) -> Future[str]:
-        if self._pool is not None:
-            return self._pool.submit(self.store.save, doc_hash, page, image)
-        done: Future[str] = Future()
-        try:
-            done.set_result(self.store.save(doc_hash, page, image))
-        except BaseException as e:
-            done.set_exception(e)
-        return done
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-
-    def __enter__(self) -> PageWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

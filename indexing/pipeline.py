@@ -2,10 +2,12 @@
 
 Per run: scan the paths, compare each file with the manifest (size+mtime, then content hash), count the pages
 still to render (so progress covers the whole run from the start), and stream the new or changed files
-through render -> page images -> encoder -> store in batches of ``batch_pages``, never holding a whole
-document in memory. Each file is opened once (`Renderer.open`: page count, title and pages from one open, so
-a ``.pdf.gz`` is inflated once). Page images are encoded in a small thread pool (`PageWriter`) while the next
-pages render, and are fsynced (files and folders) before the manifest records their pages. A document is
+through render -> page images -> encoder -> store in chunks of ``batch_pages``, never holding a whole
+document in memory. Pages are rendered, and their thumbnails or full images encoded, in worker processes
+(`indexing.workers`, ``workers`` of them, spawn), a few chunks ahead of this process, which takes the results
+in order and is the single writer of the store, the thumbnails and the manifest. What a page keeps of its image
+is ``page_store`` (`indexing.extract`); anything stored is durable (fsynced, or committed) before the manifest
+records its pages, and anyone who needs a page image later gets it from `indexing.page_images`. A document is
 marked complete only after all its pages are stored; a changed file's old pages are removed after its new
 ones are in. An interrupted run resumes where the manifest says it stopped. One bad file (unreadable,
 corrupt, a name that is not UTF-8, anything it raises) fails alone: one line, and the run goes on.
@@ -21,24 +23,32 @@ never keep a search out, so a search in another process waits at most one batch 
 
 from __future__ import annotations
 
+import json
 import time
+from collections import deque
 from collections.abc import Iterable
-from concurrent.futures import Future
 from pathlib import Path
 
-from PIL import Image
-
+from .cpus import available_cpus
+from .extract import Chunk as PageChunk
+from .extract import ChunkResult, ExtractedPage, ExtractSettings, check_page_store
 from .lock import IndexBusy
 from .manifest import COMPLETE, PENDING, DocumentRecord, Manifest
 from .ocr import PageOcr, PageText, build_page_ocr, check_ocr_mode
-from .pages import PageStore, PageWriter
+from .page_images import RENDER_META, PageUnavailable, page_images
+from .pages import PageStore
 from .plan import Work, estimate_pages, needs_work, shared_with
-from .render import DocumentError, Page, PageProblem, Renderer, make_renderer
+from .render import DocumentError, Renderer, make_renderer
 from .render.base import _one_line
 from .run import Embedder, EmbedderUnavailable, Events, IndexOptions, IndexReport
 from .scan import SourceFile, display_path, scan
 from .store import DimensionMismatch, PagePoint, StoreError, StoreSession, WriterLock, utc_now
 from .text_dense import TextEmbedder, backfill_text_dense, embed_page_texts
+from .thumbnails import ThumbnailStore
+from .workers import RenderPool
+
+# A run this small renders in-process when the worker count is automatic: starting processes would cost more.
+SMALL_RUN_PAGES = 64
 
 # Errors of the store or the index as a whole: they end the run (every later file would fail the same way).
 _RUN_ERRORS = (IndexBusy, StoreError, DimensionMismatch, EmbedderUnavailable)
@@ -66,6 +76,9 @@ class Indexer:
         self.pages = PageStore(self.index_dir, fmt=self.opts.page_format, webp_method=self.opts.webp_method)
         self._expected = 0  # the pages bar's total
         self._ocr: PageOcr | None = None
+        self._pool: RenderPool | None = None
+        self._images = page_images(self.index_dir)
+        self._thumbs: ThumbnailStore | None = None
 
     # ---- public ------------------------------------------------------------------------------
     def sync(self, paths: Iterable[str | Path], prune: bool = False) -> IndexReport:
@@ -74,11 +87,12 @@ class Indexer:
         roots = [Path(p).expanduser().absolute() for p in paths]
         report = IndexReport()
         check_ocr_mode(self.opts.ocr)  # a bad mode is refused now, not once per file
+        check_page_store(self.opts.page_store)
         self.index_dir.mkdir(parents=True, exist_ok=True)
         with WriterLock(self.index_dir, self.opts.command), Manifest(self.index_dir) as manifest:
             dim = self.embedder.dim if self.embedder else None
             session = StoreSession(self.index_dir, self.opts.store_settings(), dim)
-            writer = PageWriter(self.pages, self.opts.write_threads)
+            self._thumbs = ThumbnailStore(self.index_dir, create=self.opts.page_store == "thumbnail")
             try:
                 if self.opts.qdrant_url:
                     with session.writing():  # a server that cannot be reached: say so now, even on a no-op run
@@ -89,17 +103,23 @@ class Indexer:
                 self.events.files(len(files))
                 work = [w for src in files if (w := self._guarded(src, report, self._plan, src, manifest, report))]
                 self._set_expected(estimate_pages(work, manifest, self.renderer))
+                if work:  # what on-demand page images are drawn with (indexing.page_images)
+                    manifest.set_meta(RENDER_META, json.dumps({"renderer": self.renderer.name, "dpi": self.opts.dpi,
+                                                               "max_pixels": self.opts.max_pixels}))
                 for w in work:
-                    self._guarded(w.src, report, self._index_file, w, manifest, session, writer, report)
+                    self._guarded(w.src, report, self._index_file, w, manifest, session, report)
                 if prune:
                     report.removed = self._prune(roots, {str(f.path) for f in files}, manifest, session)
                 if self.embedder is not None:
-                    report.visual_added = self._backfill_visual(manifest, session)
+                    report.visual_added = self._backfill_visual(manifest, session, report)
                 if self.text_embedder is not None:
                     report.text_dense_added = self._backfill_text_dense(session)
                 self.pages.remove_stale_tmp()
             finally:
-                writer.close()
+                if self._pool is not None:
+                    self._pool.close()
+                    self._pool = None
+                self._thumbs.close()
                 self._finish_ocr(report)
                 session.close(optimize=True)
         report.seconds = round(time.monotonic() - started, 3)
@@ -117,9 +137,11 @@ class Indexer:
             if record is None:
                 raise KeyError(f"{display_path(key)}: not in the index")
             session = StoreSession(self.index_dir, self.opts.store_settings(), None)
+            self._thumbs = ThumbnailStore(self.index_dir, create=False)
             try:
                 return self._remove(record, manifest, session)
             finally:
+                self._thumbs.close()
                 session.close()
 
     # ---- one file ----------------------------------------------------------------------------
@@ -153,8 +175,7 @@ class Indexer:
         self._expected = max(0, total)
         self.events.pages_total(self._expected)
 
-    def _index_file(self, w: Work, manifest: Manifest, session: StoreSession, writer: PageWriter,
-                    report: IndexReport) -> None:
+    def _index_file(self, w: Work, manifest: Manifest, session: StoreSession, report: IndexReport) -> None:
         src, digest = w.src, w.digest
         path = str(src.path)
         record = manifest.get(path)  # again: an earlier file of this run may have changed things
@@ -190,7 +211,7 @@ class Indexer:
             actual = max(0, doc.page_count - start + 1)
             if actual != w.expected_pages:
                 self._set_expected(self._expected - w.expected_pages + actual)
-            stored = self._index_pages(doc, digest, manifest, session, writer, report)
+            stored = self._index_pages(doc, digest, manifest, session, report)
         if stored == 0:
             # Stays pending: the previous version (if any) remains searchable, the next run retries.
             self._fail(report, path, "no page could be rendered")
@@ -204,87 +225,96 @@ class Indexer:
         report.pages += stored
         self.events.file_finished(path, status)
 
-    def _index_pages(self, doc, digest: str, manifest: Manifest, session: StoreSession, writer: PageWriter,
+    def _index_pages(self, doc, digest: str, manifest: Manifest, session: StoreSession,
                      report: IndexReport) -> int:
         path, title, total = str(doc.path), doc.title, doc.page_count
         record = manifest.get(path)
         stored, visual, start = record.pages, record.visual_pages, record.next_page
         self.events.file_started(path, max(0, total - start + 1))
+        pool = self._render_pool(report)
+        step = max(1, self.opts.batch_pages)
+        chunks = iter([PageChunk(path, digest, a, min(a + step, total + 1)) for a in range(start, total + 1, step)])
+        ahead: deque = deque()
 
-        def on_problem(p: PageProblem) -> None:
-            where = f"{display_path(path)} page {p.page}"
-            report.problems.append((where, p.reason))
-            self.events.problem(where, p.reason)
+        def submit_ahead() -> None:  # the workers render the next chunks while this process writes
+            while len(ahead) < pool.window and (chunk := next(chunks, None)) is not None:
+                ahead.append(pool.submit(chunk))
 
-        batch: list[tuple[Page, Future[str]]] = []
-        ahead: list[tuple[Page, Future[str]]] = []  # the next batch's first pages, already queued for encoding
-        # Flush a full batch only once this many pages of the next one are queued: the encoding threads then
-        # have work while this thread waits for the batch's images and writes it.
-        lookahead = max(1, self.opts.write_threads)
-
-        def flush(items: list[tuple[Page, Future[str]]], last: int) -> None:
+        def flush(result: ChunkResult, last: int) -> None:
             nonlocal stored, visual
-            points = self._points(items, digest, path, title, report)
+            for p in result.problems:
+                where = f"{display_path(path)} page {p.page}"
+                report.problems.append((where, p.reason))
+                self.events.problem(where, p.reason)
+            points = self._points(result.pages, digest, path, title, report)
             if points:
                 session.upsert(points)  # the only step that needs the index lock
             stored += len(points)
             visual += sum(p.visual is not None for p in points)
             manifest.progress(path, pages=stored, next_page=last + 1, visual_pages=visual, total_pages=total,
                               encoder=self.embedder.name if self.embedder and points else None)
-            self.events.pages_done(len(items))
-            report.pages_rendered += len(items)
+            self.events.pages_done(len(result.pages) + len(result.problems))
+            report.pages_rendered += len(result.pages)
 
         try:
-            for page in doc.render(pages=range(start, total + 1), on_problem=on_problem):
-                item = (page, writer.submit(digest, page.number, page.image))
-                if len(batch) < self.opts.batch_pages:
-                    batch.append(item)
-                    continue
-                ahead.append(item)
-                if len(ahead) >= lookahead:
-                    flush(batch, batch[-1][0].number)
-                    batch, ahead = ahead, []
-            batch += ahead
-            ahead = []
-            if batch or start <= total:
-                flush(batch, total)
-            batch = []
+            submit_ahead()
+            if not ahead and start <= total:
+                flush(ChunkResult(), total)
+            while ahead:
+                handle = ahead.popleft()
+                result = pool.result(handle)
+                submit_ahead()
+                flush(result, handle.chunk.stop - 1)
         finally:
-            for _page, future in batch + ahead:  # an error mid-batch: don't leave encodes running on its images
-                future.cancel()
+            for handle in ahead:  # an error mid-file: nothing more is rendered for it
+                handle.cancel()
         return stored
 
-    def _points(self, batch: list[tuple[Page, Future[str]]], digest: str, path: str, title: str,
+    def _render_pool(self, report: IndexReport) -> RenderPool:
+        """The run's render workers, started for its first file (with the OCR that decides which pages need a
+        full image): `opts.workers`, or the CPUs available, or none for a small run."""
+        if self._pool is None:
+            o = self.opts
+            if self._ocr is None:
+                self._ocr, report.without_text_hint = build_page_ocr(o.ocr, o.ocr_engine, o.ocr_lang, o.ocr_workers,
+                                                                     self.index_dir)
+            workers = o.workers
+            if workers is None:
+                workers = 0 if self._expected < SMALL_RUN_PAGES else available_cpus()
+            settings = ExtractSettings(
+                renderer=self.renderer.name, dpi=o.dpi, max_pixels=o.max_pixels, page_store=o.page_store,
+                full_images=self.embedder is not None, ocr=o.ocr if self._ocr.engine is not None else "never",
+                store_root=str(self.index_dir), page_format=o.page_format, webp_method=o.webp_method)
+            self._pool = RenderPool(settings, workers)
+        return self._pool
+
+    def _points(self, pages: list[ExtractedPage], digest: str, path: str, title: str,
                 report: IndexReport) -> list[PagePoint]:
-        if not batch:
+        if not pages:
             return []
-        pages = [p for p, _ in batch]
         texts = self._page_texts(pages, path, report)
-        # The encoders run while the pool is still writing this batch's images.
         vectors = self.embedder.encode_documents([p.image for p in pages]) if self.embedder else [None] * len(pages)
         text_vectors = (embed_page_texts(self.text_embedder, [t.text for t in texts]) if self.text_embedder
                         else [None] * len(pages))
-        image_paths = [f.result() for _, f in batch]
-        self.pages.sync_folders(image_paths)  # durable before the manifest counts these pages
+        # Stored images are durable before the manifest counts these pages.
+        self.pages.sync_folders([p.image_path for p in pages if p.image_path])
+        self._thumbs.put(digest, [(p.number, p.thumbnail) for p in pages if p.thumbnail])
         now = utc_now()
         return [
-            PagePoint(doc_hash=digest, doc_path=path, page=p.number, image_path=rel, text=t.text, title=title,
+            PagePoint(doc_hash=digest, doc_path=path, page=p.number, image_path=p.image_path, text=t.text, title=title,
                       indexed_at=now, visual=vec, sparse=None, text_source=t.source, ocr_engine=t.engine,
                       text_dense=tvec)
-            for p, t, rel, vec, tvec in zip(pages, texts, image_paths, vectors, text_vectors, strict=True)
+            for p, t, vec, tvec in zip(pages, texts, vectors, text_vectors, strict=True)
         ]
 
     # ---- OCR (indexing.ocr): text for pages whose text layer is empty or garbage ------------
-    def _page_texts(self, batch: list[Page], path: str, report: IndexReport) -> list[PageText]:
+    def _page_texts(self, batch: list[ExtractedPage], path: str, report: IndexReport) -> list[PageText]:
         def failed(i: int, reason: str) -> None:
             where = f"{path} page {batch[i].number}"
             report.problems.append((where, reason))
             self.events.problem(where, reason)
 
-        if self._ocr is None:  # built for the first page: a run with nothing to index never starts the engine
-            o = self.opts
-            self._ocr, report.without_text_hint = build_page_ocr(o.ocr, o.ocr_engine, o.ocr_lang, o.ocr_workers,
-                                                                 self.index_dir)
+        # self._ocr is built with the render pool, for the first file: a run with nothing to index never starts it
         return self._ocr.texts([(p.image, p.text) for p in batch], on_failure=failed,
                          on_progress=lambda queued, done: self.events.ocr_pages(queued, done))
 
@@ -323,10 +353,12 @@ class Indexer:
         with session.writing() as store:
             removed = store.delete_document(digest)
         self.pages.delete_document(digest)
+        self._thumbs.delete_document(digest)
+        page_images(self.index_dir).forget(digest)
         return removed
 
     # ---- visual vectors for pages indexed without an encoder ---------------------------------
-    def _backfill_visual(self, manifest: Manifest, session: StoreSession) -> int:
+    def _backfill_visual(self, manifest: Manifest, session: StoreSession, report: IndexReport) -> int:
         todo: dict[str, DocumentRecord] = {}
         for r in manifest.documents(COMPLETE):
             if r.visual_pages < r.pages:
@@ -342,14 +374,19 @@ class Indexer:
             self.events.file_started(record.path, len(missing))
             for i in range(0, len(missing), self.opts.batch_pages):
                 chunk = missing[i : i + self.opts.batch_pages]
-                images = [_load_rgb(self.pages.path(rel)) for _, _, rel in chunk]
+                try:
+                    images = [self._images.load(digest, page, rel) for _, page, rel in chunk]
+                except PageUnavailable as e:  # those pages keep no visual vector until the source is back
+                    self._fail(report, record.path, f"cannot add visual vectors: {e}")
+                    break
                 vectors = self.embedder.encode_documents(images)  # without the lock
                 with session.writing() as store:
                     store.set_visual(digest, {page: vec for (_, page, _), vec in zip(chunk, vectors, strict=True)})
                 added += len(chunk)
                 self.events.pages_done(len(chunk))
-            manifest.set_visual(digest, record.pages, self.embedder.name)
-            self.events.file_finished(record.path, "visual vectors added")
+            else:
+                manifest.set_visual(digest, record.pages, self.embedder.name)
+                self.events.file_finished(record.path, "visual vectors added")
         return added
 
     # ---- dense text vectors for pages indexed without a text encoder (indexing.text_dense) ---
@@ -367,8 +404,3 @@ class Indexer:
         report.failed += 1
         report.problems.append((shown, reason))
         self.events.problem(shown, reason)
-
-
-def _load_rgb(path: Path) -> Image.Image:
-    with Image.open(path) as im:
-        return im.convert("RGB")

@@ -12,7 +12,7 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
-from .pages import DEFAULT_WRITE_THREADS, WEBP_METHOD
+from .pages import WEBP_METHOD
 from .store import StoreSettings
 
 
@@ -62,9 +62,10 @@ class IndexOptions:
     renderer: str = "pymupdf"
     dpi: int = 144
     max_pixels: int = 2_500_000
-    page_format: str = "webp"  # webp | jpeg | png
+    page_store: str = "thumbnail"  # none | thumbnail | full: what is kept of each page's image (indexing.extract)
+    page_format: str = "webp"  # webp | jpeg | png, for page_store = "full"
     webp_method: int = WEBP_METHOD
-    write_threads: int = DEFAULT_WRITE_THREADS  # page-image encoding threads (0: in the indexing thread)
+    workers: int | None = None  # render processes; None: the CPUs available (in-process for small runs); 0: none
     batch_pages: int = 16
     lock_timeout_s: float = 10.0
     qdrant_url: str | None = None

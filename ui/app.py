@@ -68,6 +68,11 @@ class DocRagUI:
             raise gr.Error(_error_line(e)) from None
         return [hit_to_dict(h, self.rag.config.index_dir) for h in hits]
 
+    def _gallery_rows(self, query: str, top_k: int, mode: str, doc: str) -> list[dict]:
+        """Rows with thumbnails: the full page is rendered only for the one the user opens (`on_select`)."""
+        hits = self.rag.search(query, top_k=int(top_k), mode=mode or None, doc=doc or None)
+        return [hit_to_dict(h, self.rag.config.index_dir, thumbnail=True) for h in hits]
+
     def ask(self, question: str, top_k: int = 3, mode: str = "auto", doc: str = "") -> dict:
         """Answer from the top pages: {answer, citations: [{n, doc, page, image, score}], pages}."""
         try:
@@ -113,7 +118,7 @@ class DocRagUI:
         if not (query or "").strip():
             return [], [], "Type a query first."
         try:
-            rows = self.search(query, int(top_k), mode, "" if doc == ALL_DOCS else doc)
+            rows = self._gallery_rows(query, int(top_k), mode, "" if doc == ALL_DOCS else doc)
         except Exception as e:  # gr.Error from search(): its message is the one line
             return [], [], f"Search failed: {html.escape(getattr(e, 'message', None) or _error_line(e))}"
         gallery = [(r["image"], f"{Path(r['doc']).name} · p. {r['page']} · {r['score']:.3f} · "
@@ -129,7 +134,19 @@ class DocRagUI:
             return None, ""
         r = rows[evt.index]
         caption = f"**{html.escape(Path(r['doc']).name)}**, page {r['page']} (score {r['score']:.4f})"
-        return r["image"], caption + (f"\n\n{_markdown_snippet(r['snippet'])}" if r.get("snippet") else "")
+        image, why = self._full_page(r)
+        if image is None:  # the source changed or vanished and nothing full-size is stored: say so
+            caption += f"\n\n{html.escape(why)}"
+        return image, caption + (f"\n\n{_markdown_snippet(r['snippet'])}" if r.get("snippet") else "")
+
+    def _full_page(self, row: dict) -> tuple[str | None, str]:
+        from indexing.page_images import PageUnavailable, page_images
+
+        try:
+            return str(page_images(self.rag.config.index_dir, self.rag.config.page_cache_mb << 20).full(
+                row["doc_hash"], row["page"])), ""
+        except (PageUnavailable, ValueError) as e:
+            return None, str(e)
 
     def on_ask(self, question: str, mode: str, top_k: float, doc: str):
         empty = gr.update(choices=[], value=None)

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from indexing.cpus import available_cpus
 
 from .base import TextEncoderUnavailable
 
@@ -78,13 +79,6 @@ def read_pinned(path: Path, sha256: str, what: str) -> bytes:
     return data
 
 
-def _cpus() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 class BuiltinTextEncoder:
     """The `TextEmbedder` protocol (indexing.text_dense) plus `encode_queries`, over the pinned ONNX model."""
 
@@ -102,7 +96,7 @@ class BuiltinTextEncoder:
         tok.enable_truncation(MAX_TOKENS)
         tok.enable_padding(pad_id=tok.token_to_id("[PAD]"), pad_token="[PAD]")
         self._tok = tok
-        self._threads = threads or _cpus()
+        self._threads = threads or available_cpus()
         self._sessions: dict[bool, object] = {}
 
     @property

@@ -13,6 +13,7 @@ from .base import (
     DEFAULT_MAX_PIXELS,
     MAX_GUNZIPPED_BYTES,
     PDF2IMAGE_HINT,
+    THUMBNAIL_SIDE,
     DocumentError,
     OnProblem,
     Page,
@@ -20,6 +21,7 @@ from .base import (
     RenderDocument,
     Renderer,
     normalize_text,
+    thumbnail_of,
 )
 from .mupdf import PyMuPDFRenderer, document_title
 from .poppler import Pdf2ImageRenderer
@@ -28,5 +30,5 @@ from .registry import RENDERERS, make_renderer
 __all__ = [
     "DEFAULT_DPI", "DEFAULT_MAX_PIXELS", "MAX_GUNZIPPED_BYTES", "PDF2IMAGE_HINT", "RENDERERS", "DocumentError",
     "OnProblem", "Page", "PageProblem", "Pdf2ImageRenderer", "PyMuPDFRenderer", "RenderDocument", "Renderer",
-    "document_title", "make_renderer", "normalize_text",
+    "THUMBNAIL_SIDE", "document_title", "make_renderer", "normalize_text", "thumbnail_of",
 ]

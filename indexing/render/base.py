@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DPI = 144
 DEFAULT_MAX_PIXELS = 2_500_000
+THUMBNAIL_SIDE = 256  # px on the long side: a gallery tile, ~7 KiB as WebP (benchmarks/render_floor.py)
 # A .pdf.gz that inflates beyond this is refused (a gzip bomb, or not a document anyone wants indexed).
 MAX_GUNZIPPED_BYTES = 1 << 30
 TITLE_MAX_CHARS = 120
@@ -82,6 +83,17 @@ class RenderDocument:
     def render(self, pages: Iterable[int] | None = None, on_problem: OnProblem | None = None) -> Iterator[Page]:
         """Yield pages (all, or the 1-based `pages` in the given order) one at a time."""
         raise NotImplementedError
+
+    def render_small(self, pages: Iterable[int] | None = None, on_problem: OnProblem | None = None,
+                     max_side: int = THUMBNAIL_SIDE) -> Iterator[Page]:
+        """Like `render`, with images at most `max_side` px on the long side (thumbnails, for the gallery).
+
+        This default renders full size and shrinks; a renderer that can draw small directly (PyMuPDF) overrides
+        it, which is what makes a text-only index run at the renderer's speed.
+        """
+        for page in self.render(pages, on_problem):
+            small = thumbnail_of(page.image, max_side)
+            yield Page(page.number, small, page.text, small.width, small.height)
 
     def close(self) -> None:
         """Release the file (and any inflated copy). Idempotent."""
@@ -240,6 +252,15 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         paper.paste(rgba, mask=rgba.getchannel("A"))
         return paper
     return image.convert("RGB")
+
+
+def thumbnail_of(image: Image.Image, max_side: int = THUMBNAIL_SIDE) -> Image.Image:
+    """A copy at most `max_side` px on its long side (the image itself when it is that small already)."""
+    if max(image.size) <= max_side:
+        return image
+    small = image.copy()
+    small.thumbnail((max_side, max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return small
 
 
 def _stem(path: Path) -> str:

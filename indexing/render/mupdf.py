@@ -14,6 +14,7 @@ from ..scan import file_kind
 from .base import (
     DEFAULT_DPI,
     DEFAULT_MAX_PIXELS,
+    THUMBNAIL_SIDE,
     TITLE_MAX_CHARS,
     DocumentError,
     OnProblem,
@@ -34,6 +35,7 @@ from .base import (
     _requested,
     _stem,
     normalize_text,
+    thumbnail_of,
 )
 from .images import _PdfOrImageRenderer
 
@@ -139,7 +141,8 @@ class PyMuPDFRenderer(_PdfOrImageRenderer):
         return _MuPDFDocument(self, path)
 
     def _pages(
-        self, doc: pymupdf.Document, path: Path, pages: Iterable[int] | None, on_problem: OnProblem | None
+        self, doc: pymupdf.Document, path: Path, pages: Iterable[int] | None, on_problem: OnProblem | None,
+        max_side: int | None = None,
     ) -> Iterator[Page]:
         count = doc.page_count
         for number in _requested(pages, count):
@@ -150,6 +153,8 @@ class PyMuPDFRenderer(_PdfOrImageRenderer):
             try:
                 page = doc.load_page(number - 1)
                 zoom = _mupdf_zoom(page, self.dpi, self.max_pixels)
+                if max_side is not None:  # drawn small, not drawn large and shrunk: ~10x fewer pixels
+                    zoom = min(zoom, max_side / max(page.rect.width, page.rect.height))
                 pix = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=pymupdf.csRGB, alpha=False)
                 image = Image.new("RGB", (pix.width, pix.height), None)  # None: no zero fill before the copy
                 image.frombytes(pix.samples_mv)  # straight from MuPDF's buffer, no intermediate bytes object
@@ -175,6 +180,15 @@ class _MuPDFDocument(RenderDocument):
         if self._doc is None:
             raise ValueError(f"{self.path}: document is closed")
         yield from self._renderer._pages(self._doc, self.path, pages, on_problem)
+
+    def render_small(self, pages: Iterable[int] | None = None, on_problem: OnProblem | None = None,
+                     max_side: int = THUMBNAIL_SIDE) -> Iterator[Page]:
+        if self._doc is None:
+            raise ValueError(f"{self.path}: document is closed")
+        for page in self._renderer._pages(self._doc, self.path, pages, on_problem, max_side=max_side):
+            # MuPDF rounds the pixmap outwards: a pixel over is trimmed here, not stored.
+            small = thumbnail_of(page.image, max_side)
+            yield Page(page.number, small, page.text, small.width, small.height)
 
     def close(self) -> None:
         doc, self._doc = self._doc, None

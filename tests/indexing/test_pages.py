@@ -65,19 +65,6 @@ def test_webp_method_trades_size_for_time(tmp_path, page_image):
     assert fast_bytes > slow.path(slow.save(H1, 1, page_image)).stat().st_size
 
 
-def test_page_writer_pool_writes_every_page(tmp_path, page_image):
-    from indexing.pages import PageWriter
-
-    store = PageStore(tmp_path)
-    with PageWriter(store, threads=2) as writer:
-        # one image object per page, as rendering gives: Pillow keeps per-save state on the image object
-        futures = [writer.submit(H1, n, page_image.copy()) for n in range(1, 7)]
-        rels = [f.result() for f in futures]
-    assert rels == [store.relpath(H1, n) for n in range(1, 7)] and store.pages(H1) == list(range(1, 7))
-    with PageWriter(store, threads=0) as inline:  # no pool: written before submit returns
-        assert inline.submit(H2, 1, page_image).done() and store.exists(H2, 1)
-
-
 def test_webp_is_smaller_than_png(tmp_path, page_image):
     webp = PageStore(tmp_path / "w", fmt="webp").save(H1, 1, page_image)
     png = PageStore(tmp_path / "p", fmt="png").save(H1, 1, page_image)

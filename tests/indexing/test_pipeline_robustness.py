@@ -258,7 +258,7 @@ def test_page_format_option_reaches_the_page_store(tmp_path, fmt):
     docs.mkdir()
     badfiles.text_pdf(docs / "a.pdf", ["one", "two", "three"])
     idx = tmp_path / "idx"
-    report = Indexer(idx, None, IndexOptions(dpi=48, page_format=fmt, write_threads=2)).sync([docs])
+    report = Indexer(idx, None, IndexOptions(dpi=48, page_store="full", page_format=fmt, workers=2)).sync([docs])
     assert report.pages == 3
     ext = {"jpeg": "jpg", "webp": "webp"}[fmt]
     assert len(list((idx / "pages").rglob(f"*.{ext}"))) == 3

@@ -1,0 +1,108 @@
+"""Render workers: `extract_chunk` in a pool of processes, results handed back in submission order.
+
+The main process submits a file's chunks a few ahead (`window`) and takes results in order, so the manifest
+advances page by page exactly as with one process, and kill -9 loses at most the chunks in flight (the next
+run renders them again). Processes are started with **spawn**: a fork would inherit the index's lock file
+descriptors (`indexing.lock`) and the Qdrant engine's threads. A worker killed by a hostile PDF (a MuPDF
+crash, the OOM killer) breaks the whole pool: the pool is restarted, the chunk is tried once more alone, and
+if it kills that worker too, only its file fails, in one line (`DocumentError`).
+
+``workers = 0`` runs `extract_chunk` in the calling process, lazily (nothing renders ahead).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from .extract import Chunk, ChunkResult, ExtractSettings, close_open_documents, extract_chunk
+from .render import DocumentError
+
+
+class _NoWorkers(Exception):
+    pass
+
+
+def _ping() -> bool:
+    return True
+
+
+class Handle:
+    """A submitted chunk: its result comes from `RenderPool.result`; `cancel` drops it."""
+
+    def __init__(self, chunk: Chunk, future: Future | None, generation: int) -> None:
+        self.chunk, self.future, self.generation = chunk, future, generation
+
+    def cancel(self) -> None:
+        if self.future is not None:
+            self.future.cancel()
+
+
+class RenderPool:
+    """`workers` render processes (0: in this process), started on the first submit, for one run's settings."""
+
+    def __init__(self, settings: ExtractSettings, workers: int) -> None:
+        if workers < 0:
+            raise ValueError(f"workers must be >= 0, got {workers}")
+        self.settings, self.workers = settings, workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._generation = 0
+        self.fallback = ""  # why the run renders in-process after all ("" when it does not)
+
+    @property
+    def window(self) -> int:
+        """How many chunks to keep submitted: two per worker keeps each busy while the main process writes."""
+        return 2 * self.workers if self.workers else 1
+
+    def submit(self, chunk: Chunk) -> Handle:
+        if self.workers:
+            try:
+                return Handle(chunk, self._executor().submit(extract_chunk, self.settings, chunk), self._generation)
+            except _NoWorkers:
+                pass
+        return Handle(chunk, None, 0)
+
+    def result(self, handle: Handle) -> ChunkResult:
+        if handle.future is None:
+            return extract_chunk(self.settings, handle.chunk)
+        if handle.generation != self._generation:  # submitted to a pool that has died since
+            handle = self.submit(handle.chunk)
+        try:
+            return handle.future.result()
+        except BrokenProcessPool:
+            pass
+        self._restart()
+        try:  # once more, alone: was it this chunk that killed the worker, or a neighbour?
+            return self.submit(handle.chunk).future.result()
+        except BrokenProcessPool:
+            self._restart()
+            c = handle.chunk
+            raise DocumentError(c.path, f"the renderer crashed on pages {c.start}-{c.stop - 1} "
+                                        "(worker process died)") from None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        close_open_documents()  # those the in-process path opened
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            if self._generation == 0:
+                try:  # workers that cannot start at all (a main script read from stdin): render here instead
+                    pool.submit(_ping).result()
+                except BrokenProcessPool:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    self.workers = 0
+                    self.fallback = "render workers could not start; rendering in this process"
+                    raise _NoWorkers from None
+            self._pool = pool
+        return self._pool
+
+    def _restart(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = None
+        self._generation += 1
