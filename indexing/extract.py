@@ -78,9 +78,10 @@ def needs_ocr_image(mode: str, text: str) -> bool:
     return mode == "always" or (mode == "auto" and not text_layer_usable(text))
 
 
-def extract_chunk(settings: ExtractSettings, chunk: Chunk) -> ChunkResult:
-    """Render one chunk; raises `DocumentError` when the file cannot be opened."""
-    doc = _open(settings, chunk.path)
+def extract_chunk(settings: ExtractSettings, chunk: Chunk, renderer: Renderer | None = None) -> ChunkResult:
+    """Render one chunk (with `renderer`, in-process, else the one `settings` names); raises `DocumentError`
+    when the file cannot be opened."""
+    doc = _open(settings, chunk.path, renderer)
     out = ChunkResult()
     numbers = range(chunk.start, chunk.stop)
     store = (PageStore(settings.store_root, fmt=settings.page_format, webp_method=settings.webp_method)
@@ -115,18 +116,18 @@ _OPEN: OrderedDict[tuple, RenderDocument] = OrderedDict()
 _RENDERERS: dict[tuple, Renderer] = {}
 
 
-def _open(settings: ExtractSettings, path: str) -> RenderDocument:
+def _open(settings: ExtractSettings, path: str, renderer: Renderer | None = None) -> RenderDocument:
     p = Path(path)
     st = p.stat()
-    key = (settings.renderer, settings.dpi, settings.max_pixels, path, st.st_size, st.st_mtime_ns)
+    key = (settings.renderer, settings.dpi, settings.max_pixels, path, st.st_size, st.st_mtime_ns, id(renderer))
     doc = _OPEN.get(key)
     if doc is not None:
         _OPEN.move_to_end(key)
         return doc
     rkey = key[:3]
-    if rkey not in _RENDERERS:
+    if renderer is None and rkey not in _RENDERERS:
         _RENDERERS[rkey] = make_renderer(settings.renderer, dpi=settings.dpi, max_pixels=settings.max_pixels)
-    doc = _RENDERERS[rkey].open(p)
+    doc = (renderer or _RENDERERS[rkey]).open(p)
     _OPEN[key] = doc
     while len(_OPEN) > _KEEP_OPEN:
         _OPEN.popitem(last=False)[1].close()

@@ -71,6 +71,7 @@ class Indexer:
         self.embedder = embedder
         self.opts = options or IndexOptions()
         self.events = events or Events()
+        self._custom_renderer = renderer
         self.renderer = renderer or make_renderer(self.opts.renderer, dpi=self.opts.dpi,
                                                   max_pixels=self.opts.max_pixels)
         self.pages = PageStore(self.index_dir, fmt=self.opts.page_format, webp_method=self.opts.webp_method)
@@ -285,7 +286,7 @@ class Indexer:
                 renderer=self.renderer.name, dpi=o.dpi, max_pixels=o.max_pixels, page_store=o.page_store,
                 full_images=self.embedder is not None, ocr=o.ocr if self._ocr.engine is not None else "never",
                 store_root=str(self.index_dir), page_format=o.page_format, webp_method=o.webp_method)
-            self._pool = RenderPool(settings, workers)
+            self._pool = RenderPool(settings, workers, self._custom_renderer)
         return self._pool
 
     def _points(self, pages: list[ExtractedPage], digest: str, path: str, title: str,

@@ -17,7 +17,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from .extract import Chunk, ChunkResult, ExtractSettings, close_open_documents, extract_chunk
-from .render import DocumentError
+from .render import DocumentError, Renderer
 
 
 class _NoWorkers(Exception):
@@ -42,10 +42,11 @@ class Handle:
 class RenderPool:
     """`workers` render processes (0: in this process), started on the first submit, for one run's settings."""
 
-    def __init__(self, settings: ExtractSettings, workers: int) -> None:
+    def __init__(self, settings: ExtractSettings, workers: int, renderer: Renderer | None = None) -> None:
         if workers < 0:
             raise ValueError(f"workers must be >= 0, got {workers}")
-        self.settings, self.workers = settings, workers
+        # A renderer object given by the caller cannot cross into another process: it renders here.
+        self.settings, self.workers, self.renderer = settings, 0 if renderer is not None else workers, renderer
         self._pool: ProcessPoolExecutor | None = None
         self._generation = 0
         self.fallback = ""  # why the run renders in-process after all ("" when it does not)
@@ -65,7 +66,7 @@ class RenderPool:
 
     def result(self, handle: Handle) -> ChunkResult:
         if handle.future is None:
-            return extract_chunk(self.settings, handle.chunk)
+            return extract_chunk(self.settings, handle.chunk, self.renderer)
         if handle.generation != self._generation:  # submitted to a pool that has died since
             handle = self.submit(handle.chunk)
         try:

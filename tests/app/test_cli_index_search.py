@@ -154,7 +154,7 @@ def test_search_during_a_running_index_waits_briefly_and_succeeds(tmp_path, debi
                                # PNG, one encoding thread: slow enough that the run is still going when the search
                                # comes, on a fast machine too
                                env={**os.environ, "DOCRAG_DPI": "72", "DOCRAG_PAGE_FORMAT": "png",
-                                    "DOCRAG_PAGE_WRITE_THREADS": "1"},
+                                    "DOCRAG_PAGE_STORE": "full", "DOCRAG_INDEX_WORKERS": "0"},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(1.0)

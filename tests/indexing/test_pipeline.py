@@ -80,7 +80,10 @@ class Recorder(Events):
 
 
 def _opts(**kw) -> IndexOptions:
-    return IndexOptions(dpi=48, batch_pages=kw.pop("batch_pages", 8), page_format="png", **kw)
+    # These tests check the full page store (written, fsynced, resumed, removed); the default is tested in
+    # test_page_images.py.
+    return IndexOptions(dpi=48, batch_pages=kw.pop("batch_pages", 8), page_format="png",
+                        page_store=kw.pop("page_store", "full"), **kw)
 
 
 def _pages_by_doc(index_dir: Path, qdrant_url: str | None = None) -> dict[str, int]:
@@ -243,7 +246,8 @@ KILLABLE = """
 import sys
 sys.path.insert(0, sys.argv[1])
 from indexing.pipeline import Indexer, IndexOptions
-Indexer(sys.argv[2], None, IndexOptions(dpi=48, batch_pages=4, page_format="png")).sync([sys.argv[3]])
+Indexer(sys.argv[2], None, IndexOptions(dpi=48, batch_pages=4, page_format="png", page_store="full", workers=0)).sync(
+    [sys.argv[3]])
 """
 
 

@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _opts(**kw) -> IndexOptions:
-    return IndexOptions(dpi=48, batch_pages=kw.pop("batch_pages", 8), page_format="jpeg", **kw)
+    return IndexOptions(dpi=48, batch_pages=kw.pop("batch_pages", 8), page_format="jpeg",
+                        page_store=kw.pop("page_store", "full"), **kw)
 
 
 class Recorder(Events):
