@@ -63,12 +63,14 @@ def launch(config: Config, host: str, port: int, auth: str | None = None, *, blo
     rag.reranker()
     max_bytes = int(config.upload_max_mb * 2**20)
     demo = build_app(rag, max_bytes)
-    pages = index_dir / "pages"
+    pages = index_dir / "pages"  # page_store = "full"
+    cache = index_dir / "cache"  # pages rendered on demand and thumbnails (indexing.page_images)
     pages.mkdir(exist_ok=True)
+    cache.mkdir(exist_ok=True)
     demo.queue(default_concurrency_limit=4)
     demo.launch(
         server_name=host, server_port=port, auth=credentials, share=False, inbrowser=False, show_error=False,
-        max_file_size=max_bytes, allowed_paths=[str(pages)],
+        max_file_size=max_bytes, allowed_paths=[str(pages), str(cache)],
         blocked_paths=[str(index_dir / "uploads"), str(index_dir / "qdrant"), str(index_dir / "manifest.sqlite")],
         prevent_thread_lock=not block, quiet=False, ssr_mode=False, footer_links=["api"],
     )

@@ -20,7 +20,8 @@ def test_named_endpoints(served):
     rows = client.predict("inverter", 3, "text", "", api_name="/search")
     assert rows[0]["doc"].endswith("solar-maintenance.pdf") and {"page", "score", "image", "text"} <= set(rows[0])
     assert "**inverter**" in rows[0]["snippet"].lower() and rows[0]["matched_terms"] == ["inverter", "inverters"]
-    assert Path(rows[0]["image"]).is_relative_to(served.index_dir / "pages")
+    assert Path(rows[0]["image"]).is_relative_to(served.index_dir / "cache")  # rendered on demand
+    assert Path(rows[0]["image"]).is_file()
     only = client.predict("revenue", 5, "text", "revenue-table", api_name="/search")
     assert only and all(r["doc"].endswith("revenue-table.pdf") for r in only)
 

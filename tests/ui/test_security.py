@@ -80,7 +80,7 @@ def test_same_name_other_content_never_overwrites(tmp_path, debian_pdfs):
 
 def test_server_serves_only_page_images_and_keeps_uploads_inside(served, ui_root):
     idx = served.index_dir
-    page = next((idx / "pages").rglob("*.webp"))
+    page = next((idx / "cache").rglob("*.webp"), None) or next((idx / "pages").rglob("*.webp"))
     get = lambda p: httpx.get(f"{served.url}/gradio_api/file={p}", timeout=10, trust_env=False)  # noqa: E731
     assert get(page).status_code == 200
     source_pdf = ui_root / "docs" / "revenue-table.pdf"
