@@ -19,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .ocr import text_layer_usable
+from .ocr import needs_ocr
 from .pages import PageStore
 from .render import Page, PageProblem, RenderDocument, Renderer, make_renderer, thumbnail_of
 from .thumbnails import encode_thumbnail
@@ -73,11 +73,6 @@ class ChunkResult:
     problems: list[PageProblem] = field(default_factory=list)
 
 
-def needs_ocr_image(mode: str, text: str) -> bool:
-    """Whether OCR in `mode` will read this page (so its full image is needed); mirrors `PageOcr.needs_ocr`."""
-    return mode == "always" or (mode == "auto" and not text_layer_usable(text))
-
-
 def extract_chunk(settings: ExtractSettings, chunk: Chunk, renderer: Renderer | None = None) -> ChunkResult:
     """Render one chunk (with `renderer`, in-process, else the one `settings` names); raises `DocumentError`
     when the file cannot be opened."""
@@ -96,7 +91,7 @@ def extract_chunk(settings: ExtractSettings, chunk: Chunk, renderer: Renderer | 
 
 def _keep(settings: ExtractSettings, doc: RenderDocument, page: Page, store: PageStore | None, digest: str,
           full_pass: bool, problems: list[PageProblem]) -> ExtractedPage:
-    ocr_wants = needs_ocr_image(settings.ocr, page.text)
+    ocr_wants = needs_ocr(settings.ocr, page.text)  # OCR reads the full image
     full = page.image if full_pass else None
     if full is None and ocr_wants:  # a scan among text pages: draw it again, at the size OCR reads
         full = next(iter(doc.render([page.number], problems.append)), page).image

@@ -55,6 +55,11 @@ def _is_word(token: str) -> bool:
     return letters >= 2 and letters >= 0.6 * len(token)
 
 
+def needs_ocr(mode: str, layer: str) -> bool:
+    """Whether OCR in `mode` (never | auto | always) reads a page with this text layer."""
+    return mode == "always" or (mode == "auto" and not text_layer_usable(layer))
+
+
 def text_layer_usable(text: str) -> bool:
     """Whether a page's text layer is real text (False for empty, stray characters, or garbage)."""
     # Counted per distinct character: a page has thousands of characters but a few dozen distinct ones.
@@ -246,7 +251,7 @@ class PageOcr:
         self._pool: ThreadPoolExecutor | None = None
 
     def needs_ocr(self, layer: str) -> bool:
-        return self.mode == "always" or (self.mode == "auto" and not text_layer_usable(layer))
+        return needs_ocr(self.mode, layer)
 
     def texts(
         self,
