@@ -100,6 +100,39 @@ def _du(path: Path) -> int:
     return sum(p.stat().st_blocks * 512 for p in path.rglob("*") if p.is_file())
 
 
+class ChildrenPeakRss:
+    """The largest VmHWM among this process's children (the render workers) while it runs, sampled by a thread:
+    their ``ru_maxrss`` would start at this process's RSS when they were forked, so it cannot say."""
+
+    def __init__(self, every_s: float = 0.1) -> None:
+        import threading
+
+        self.peak_kib, self._done = 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
+        self._thread.start()
+
+    def _run(self, every_s: float) -> None:
+        while not self._done.wait(every_s):
+            for task in Path("/proc/self/task").iterdir():
+                try:
+                    kids = (task / "children").read_text().split()
+                except OSError:
+                    continue
+                for pid in kids:
+                    try:
+                        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                            if line.startswith("VmHWM:"):
+                                self.peak_kib = max(self.peak_kib, int(line.split()[1]))
+                    except OSError:
+                        pass
+
+    def stop(self) -> float:
+        """Stop sampling; the peak in MiB (0 when no child ran)."""
+        self._done.set()
+        self._thread.join()
+        return self.peak_kib / 1024
+
+
 class _TimedEmbedder:
     """The encoder, with the time spent in `encode_documents` added up (the rest is render, save, BM25, store)."""
 
@@ -156,15 +189,23 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
                 raise
         return {"launch_to_done_s": time.time() - spec["launched_at"], "peak_rss_mib": _proc_status_kib("VmHWM") / 1024,
                 "torch_imported": "torch" in sys.modules}
-    fmt = spec.get("format") or {}
+    fmt = dict(spec.get("format") or {})
+    text_encoder = None
+    if fmt.pop("text_encoder", None):  # the default text model (app.textenc's built-in), as `docrag index` uses it
+        from app.textenc import BuiltinTextEncoder
+
+        text_encoder = BuiltinTextEncoder()
     opts = IndexOptions(command="benchmarks/index.py", **fmt)
     timed = _TimedEmbedder(enc) if enc is not None else None
+    workers_hwm = ChildrenPeakRss()
     t0 = time.perf_counter()
-    r0 = resource.getrusage(resource.RUSAGE_SELF)
-    report = Indexer(index_dir, timed, opts).sync(spec["paths"])
+    r0, c0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    report = Indexer(index_dir, timed, opts, text_embedder=text_encoder).sync(spec["paths"])
     out["sync_s"] = time.perf_counter() - t0
-    r1 = resource.getrusage(resource.RUSAGE_SELF)  # all threads: the page-image pool included
-    out["sync_cpu_s"] = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    # this process (all threads) and its render workers, reaped when the run closed its pool
+    r1, c1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    out["sync_cpu_s"] = sum(b.ru_utime - a.ru_utime + b.ru_stime - a.ru_stime for a, b in ((r0, r1), (c0, c1)))
+    out["worker_peak_rss_mib"] = workers_hwm.stop()
     out["launch_to_synced_s"] = time.time() - spec["launched_at"]
     if timed is not None:
         out["encode_s"] = timed.seconds
@@ -297,32 +338,81 @@ def bench_indexing(mode: str, data: dict[str, Any], encoder: str | None, workdir
 
 
 def parse_formats(text: str) -> list[dict[str, Any]]:
-    """"thumbnail:2,full:0" -> IndexOptions overrides (page_store, workers: render processes, 0 = in-process)."""
+    """"thumbnail:2,full:0,thumbnail:auto:text" -> IndexOptions overrides: page_store, workers (render processes;
+    0 = in-process, auto = the default, the CPUs available), and ``text`` for the default dense text model."""
     out = []
     for item in text.split(","):
-        store, workers = item.strip().split(":")
-        out.append({"page_store": store, "workers": int(workers)})
+        store, workers, *rest = item.strip().split(":")
+        fmt: dict[str, Any] = {"page_store": store, "workers": None if workers == "auto" else int(workers)}
+        if rest == ["text"]:
+            fmt["text_encoder"] = "builtin"
+        elif rest:
+            raise SystemExit(f"--formats: cannot read {item!r} (STORE:WORKERS[:text])")
+        out.append(fmt)
     return out
 
 
+def bench_floor(paths: list[str], workers: list[int]) -> dict[int, dict[str, Any]]:
+    """The plain PyMuPDF loop (144 dpi render + get_text, `render_floor.py`'s "render" step) per process count."""
+    from benchmarks.render_floor import measure
+
+    out = {}
+    for w in sorted(set(workers)):
+        print(f"[floor] render + text, {w} process(es) ...", flush=True)
+        out[w] = measure("render", paths, w)
+    return out
+
+
+def _floor_workers(fmt: dict[str, Any], cpus: int) -> int:
+    w = cpus if fmt["workers"] is None else fmt["workers"]
+    return max(1, min(w, cpus))
+
+
 def bench_formats(data: dict[str, Any], formats: list[dict[str, Any]], workdir: Path) -> list[dict[str, Any]]:
+    from indexing.cpus import available_cpus
+
+    cpus = available_cpus()
+    floor = bench_floor(data["paths"], [_floor_workers(f, cpus) for f in formats])
     rows = []
     for i, fmt in enumerate(formats):
         index_dir = workdir / f"index-format-{i}"
-        label = fmt["page_store"]
-        print(f"[format] page_store={label}, {fmt['workers']} worker(s): {data['pages']} pages ...", flush=True)
+        label = fmt["page_store"] + (" + dense text" if fmt.get("text_encoder") else "")
+        workers = "auto" if fmt["workers"] is None else fmt["workers"]
+        print(f"[format] page_store={label}, workers={workers}: {data['pages']} pages ...", flush=True)
         r = run_child({"task": "index", "paths": data["paths"], "index_dir": str(index_dir), "format": fmt}, workdir)
         rep = r["report"]
-        rows.append({"format": label, "threads": fmt["workers"], "pages": rep["pages"], "seconds": r["sync_s"],
-                     "pages_per_s": rep["pages"] / r["sync_s"],
-                     # CPU seconds per page (all threads): 2000 / this bounds pages/s on 2 otherwise idle cores
+        f = floor[_floor_workers(fmt, cpus)]
+        pps = rep["pages"] / r["sync_s"]
+        rows.append({"format": label, "workers": workers, "pages": rep["pages"], "seconds": r["sync_s"],
+                     "pages_per_s": pps, "floor_processes": f["workers"], "floor_pages_per_s": f["pages_per_s"],
+                     "of_floor": pps / f["pages_per_s"],
+                     # CPU seconds per page, this process and its workers: 2000 / this bounds pages/s on 2 idle cores
                      "cpu_ms_per_page": r["sync_cpu_s"] / max(1, rep["pages"]) * 1e3,
                      "kib_per_page": r["page_image_bytes"] / max(1, rep["pages"]) / 1024,
                      "index_kib_per_page": r["index_bytes"] / max(1, rep["pages"]) / 1024,
-                     "peak_rss_mib": r["peak_rss_mib"], "other_load_cores": r["other_load_cores"],
+                     "peak_rss_mib": r["peak_rss_mib"], "worker_peak_rss_mib": r["worker_peak_rss_mib"],
+                     "other_load_cores": r["other_load_cores"],
                      "failed": rep["failed"], "options": r["options"], "index_dir": str(index_dir)})
         if i:
             shutil.rmtree(index_dir, ignore_errors=True)  # keep the first: the no-op run uses it
+    return rows
+
+
+def bench_rss_scaling(data: dict[str, Any], workdir: Path, fractions: tuple[float, ...] = (0.25, 1.0)
+                      ) -> list[dict[str, Any]]:
+    """Peak RSS of the default text-only run (thumbnails, automatic workers) on a quarter of the pages and on all
+    of them: flat means it does not grow with the number of pages."""
+    rows = []
+    for frac in fractions:
+        sub = corpus(max(1, round(data["pages"] * frac)), workdir / f"corpus-rss-{frac}")
+        index_dir = workdir / f"index-rss-{frac}"
+        print(f"[rss] defaults, {sub['pages']} pages ...", flush=True)
+        r = run_child({"task": "index", "paths": sub["paths"], "index_dir": str(index_dir),
+                       "format": {"page_store": "thumbnail", "workers": None}}, workdir)
+        rows.append({"pages": r["report"]["pages"], "seconds": r["sync_s"],
+                     "pages_per_s": r["report"]["pages"] / r["sync_s"], "peak_rss_mib": r["peak_rss_mib"],
+                     "worker_peak_rss_mib": r["worker_peak_rss_mib"], "other_load_cores": r["other_load_cores"]})
+        shutil.rmtree(index_dir, ignore_errors=True)
     return rows
 
 
@@ -364,8 +454,9 @@ def main() -> None:
                     help=f"dense dims of the query stores (default: {MOCA_3B_DIM} = MoCa-3B, and the small encoder's)")
     ap.add_argument("--queries", type=int, default=None, help="queries per mode on the 10k store (200)")
     ap.add_argument("--search-queries", type=int, default=None, help="DocRag.search calls per mode (50)")
-    ap.add_argument("--formats", default="thumbnail:0,thumbnail:1,thumbnail:2,none:2,full:2",
-                    help="page-store sweep, STORE:WORKERS,... ('' to skip)")
+    ap.add_argument("--formats", default="thumbnail:0,thumbnail:1,thumbnail:2,thumbnail:auto,none:2,full:2,"
+                                         "thumbnail:auto:text",
+                    help="page-store sweep, STORE:WORKERS[:text],... (WORKERS: a number or auto; '' to skip)")
     ap.add_argument("--formats-only", action="store_true", help="only the page-format sweep and the CLI no-op")
     ap.add_argument("--workdir", type=Path, default=None, help="keep the indexes here (default: a temp dir)")
     ap.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
@@ -392,11 +483,12 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     load_before = loadavg()
     started = time.perf_counter()
-    formats, cli_noop, indexing, queries, rows = [], None, [], [], []
+    formats, rss, cli_noop, indexing, queries, rows = [], [], None, [], [], []
     try:
         text_data = corpus(text_pages, workdir / "corpus-text")
         if args.formats:
             formats = bench_formats(text_data, parse_formats(args.formats), workdir)
+            rss = bench_rss_scaling(text_data, workdir)
             cli_noop = bench_cli_noop(text_data, Path(formats[0]["index_dir"]), workdir)
         if not args.formats_only:
             enc_data = corpus(enc_pages, workdir / "corpus-encoder")
@@ -417,8 +509,12 @@ def main() -> None:
     device = device_name()
     if formats:
         print(f"\n== Page formats, text only: docrag Indexer, {device}, load average {load_before} -> {load_after} ==")
-        print_table(formats, ["format", "threads", "pages", "seconds", "pages_per_s", "cpu_ms_per_page", "kib_per_page",
-                              "peak_rss_mib", "other_load_cores"])
+        print_table(formats, ["format", "workers", "pages", "seconds", "pages_per_s", "floor_pages_per_s", "of_floor",
+                              "cpu_ms_per_page", "kib_per_page", "index_kib_per_page", "peak_rss_mib",
+                              "worker_peak_rss_mib", "other_load_cores"])
+    if rss:
+        print("\n== Peak RSS against the number of pages (defaults, text only) ==")
+        print_table(rss, ["pages", "seconds", "pages_per_s", "peak_rss_mib", "worker_peak_rss_mib", "other_load_cores"])
     if cli_noop:
         print(f"\n`docrag index` no-op, --encoder auto: best {cli_noop['best_s']:.2f} s of {cli_noop['process_s']}, "
               f"peak RSS {cli_noop['peak_rss_mib']:.0f} MiB, torch imported: {cli_noop['torch_imported']}")
@@ -456,6 +552,7 @@ def main() -> None:
         "load_average_after": load_after,
         "total_s": total_s,
         "page_formats": formats,
+        "rss_scaling": rss,
         "cli_noop_encoder_auto": cli_noop,
         "indexing": indexing,
         "query_latency": rows,

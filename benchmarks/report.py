@@ -60,7 +60,7 @@ def _block(path: Path, part: str | None) -> str:
     data = json.loads(path.read_text())
     kind = data.get("benchmark") or path.stem.split("-")[0]
     table = RENDERERS.get((kind, part)) or RENDERERS.get((kind, None)) or _rows_table
-    meta = "" if part not in (None, "indexing", "main") else _meta(data, path) + "\n\n"
+    meta = "" if part not in (None, "indexing", "main", "formats") else _meta(data, path) + "\n\n"
     return meta + table(data)
 
 
@@ -214,6 +214,22 @@ def _quality_latency(d: dict[str, Any]) -> str:
         f"\n\nDefault / text mode: **{lat['ratio']:.2f}x**. Load average at the end: {d.get('load_average')}.")
 
 
+def _index_formats(d: dict[str, Any]) -> str:
+    rows = [[r["format"], str(r["workers"]), r["pages"], r["pages_per_s"],
+             f"{r['floor_pages_per_s']:.0f} ({r['floor_processes']} proc)", f"**{r['of_floor']:.2f}x**",
+             r["cpu_ms_per_page"], r["kib_per_page"], r["index_kib_per_page"], r["peak_rss_mib"],
+             r.get("worker_peak_rss_mib"), r["other_load_cores"]] for r in d["page_formats"]]
+    return _table(["page_store", "workers", "pages", "pages/s", "floor pages/s", "of floor", "CPU ms/page",
+                   "image KiB/page", "index KiB/page", "peak RSS MiB", "worker peak RSS MiB", "other load (cores)"],
+                  rows)
+
+
+def _index_rss(d: dict[str, Any]) -> str:
+    rows = [[r["pages"], r["pages_per_s"], r["peak_rss_mib"], r["worker_peak_rss_mib"], r["other_load_cores"]]
+            for r in d.get("rss_scaling") or []]
+    return _table(["pages", "pages/s", "peak RSS MiB", "worker peak RSS MiB", "other load (cores)"], rows)
+
+
 RENDERERS: dict[tuple[str, str | None], Callable[[dict[str, Any]], str]] = {
     ("quality", None): _quality_table,
     ("quality", "calibration"): _quality_calibration,
@@ -221,6 +237,8 @@ RENDERERS: dict[tuple[str, str | None], Callable[[dict[str, Any]], str]] = {
     ("quality", "latency"): _quality_latency,
     ("index", "indexing"): _index_table,
     ("index", "latency"): _latency_table,
+    ("index", "formats"): _index_formats,
+    ("index", "rss"): _index_rss,
     ("store_query", None): _store_table,
     ("eval", None): _eval_table,
 }

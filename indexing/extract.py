@@ -14,14 +14,17 @@ A worker keeps its last documents open between chunks (`_OPEN`), so a long file 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from .ocr import needs_ocr
 from .pages import PageStore
 from .render import Page, PageProblem, RenderDocument, Renderer, make_renderer, thumbnail_of
+from .text_dense import TextEmbedder, embed_page_texts
 from .thumbnails import encode_thumbnail
 
 PAGE_STORES = ("none", "thumbnail", "full")
@@ -46,6 +49,8 @@ class ExtractSettings:
     store_root: str = ""  # the index folder (page_store = "full" writes its images there)
     page_format: str = "webp"
     webp_method: int = 0
+    # builds the dense text encoder in the worker (`text_dense.worker_factory`): pages get their vector here
+    text_encoder: Callable[[], TextEmbedder] | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,7 @@ class ExtractedPage:
     image: Image.Image | None = None  # full size, only when the main process needs it (encoder, OCR)
     thumbnail: bytes | None = None  # WebP, with page_store = "thumbnail"
     image_path: str = ""  # relative to the index folder, with page_store = "full" (written and fsynced)
+    text_vector: np.ndarray | None = None  # the dense vector of ``text`` (pages OCR will read get none here)
 
 
 @dataclass
@@ -73,10 +79,11 @@ class ChunkResult:
     problems: list[PageProblem] = field(default_factory=list)
 
 
-def extract_chunk(settings: ExtractSettings, chunk: Chunk, renderer: Renderer | None = None) -> ChunkResult:
-    """Render one chunk (with `renderer`, in-process, else the one `settings` names); raises `DocumentError`
-    when the file cannot be opened."""
-    doc = _open(settings, chunk.path, renderer)
+def extract_chunk(settings: ExtractSettings, chunk: Chunk, renderer: Renderer | None = None,
+                  doc: RenderDocument | None = None) -> ChunkResult:
+    """Render one chunk from ``doc`` (the caller's open document, in-process), else from the file opened with
+    `renderer` or the one `settings` names; raises `DocumentError` when the file cannot be opened."""
+    doc = doc if doc is not None else _open(settings, chunk.path, renderer)
     out = ChunkResult()
     numbers = range(chunk.start, chunk.stop)
     store = (PageStore(settings.store_root, fmt=settings.page_format, webp_method=settings.webp_method)
@@ -86,6 +93,11 @@ def extract_chunk(settings: ExtractSettings, chunk: Chunk, renderer: Renderer | 
              else doc.render_small(numbers, out.problems.append))
     for page in pages:
         out.pages.append(_keep(settings, doc, page, store, chunk.digest, full_pass, out.problems))
+    if settings.text_encoder is not None:
+        kept = [p for p in out.pages if not needs_ocr(settings.ocr, p.text)]  # OCR'd text is embedded later
+        vectors = embed_page_texts(_text_encoder(settings.text_encoder), [p.text for p in kept])
+        for p, vec in zip(kept, vectors, strict=True):
+            p.text_vector = vec
     return out
 
 
@@ -127,6 +139,15 @@ def _open(settings: ExtractSettings, path: str, renderer: Renderer | None = None
     while len(_OPEN) > _KEEP_OPEN:
         _OPEN.popitem(last=False)[1].close()
     return doc
+
+
+_TEXT_ENCODERS: dict[Callable[[], TextEmbedder], TextEmbedder] = {}
+
+
+def _text_encoder(factory: Callable[[], TextEmbedder]) -> TextEmbedder:
+    if factory not in _TEXT_ENCODERS:
+        _TEXT_ENCODERS[factory] = factory()
+    return _TEXT_ENCODERS[factory]
 
 
 def close_open_documents() -> None:

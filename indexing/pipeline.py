@@ -25,17 +25,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
 
+from .backfill import backfill_visual
 from .cpus import available_cpus
-from .extract import Chunk as PageChunk
 from .extract import ChunkResult, ExtractedPage, ExtractSettings, check_page_store
+from .feed import ChunkFeed, chunks_of
 from .lock import IndexBusy
-from .manifest import COMPLETE, PENDING, DocumentRecord, Manifest
+from .manifest import PENDING, DocumentRecord, Manifest
 from .ocr import PageOcr, PageText, build_page_ocr, check_ocr_mode
-from .page_images import RENDER_META, PageUnavailable, page_images
+from .page_images import RENDER_META, page_images
 from .pages import PageStore
 from .plan import Work, estimate_pages, needs_work, shared_with
 from .render import DocumentError, Renderer, make_renderer
@@ -43,7 +43,7 @@ from .render.base import _one_line
 from .run import Embedder, EmbedderUnavailable, Events, IndexOptions, IndexReport
 from .scan import SourceFile, display_path, scan
 from .store import DimensionMismatch, PagePoint, StoreError, StoreSession, WriterLock, utc_now
-from .text_dense import TextEmbedder, backfill_text_dense, embed_page_texts
+from .text_dense import TextEmbedder, backfill_text_dense, embed_page_texts, worker_factory
 from .thumbnails import ThumbnailStore
 from .workers import RenderPool
 
@@ -77,7 +77,8 @@ class Indexer:
         self.pages = PageStore(self.index_dir, fmt=self.opts.page_format, webp_method=self.opts.webp_method)
         self._expected = 0  # the pages bar's total
         self._ocr: PageOcr | None = None
-        self._pool: RenderPool | None = None
+        self._feed: ChunkFeed | None = None
+        self._fallback_told = False
         self._images = page_images(self.index_dir)
         self._thumbs: ThumbnailStore | None = None
 
@@ -107,19 +108,25 @@ class Indexer:
                 if work:  # what on-demand page images are drawn with (indexing.page_images)
                     manifest.set_meta(RENDER_META, json.dumps({"renderer": self.renderer.name, "dpi": self.opts.dpi,
                                                                "max_pixels": self.opts.max_pixels}))
+                if self._expected:
+                    self._start_feed(work, manifest, report)
                 for w in work:
                     self._guarded(w.src, report, self._index_file, w, manifest, session, report)
                 if prune:
                     report.removed = self._prune(roots, {str(f.path) for f in files}, manifest, session)
                 if self.embedder is not None:
-                    report.visual_added = self._backfill_visual(manifest, session, report)
+                    report.visual_added = backfill_visual(
+                        manifest, session, self.embedder, self._images, self.opts.batch_pages, self.events,
+                        more_pages=lambda n: self._set_expected(self._expected + n),
+                        fail=lambda path, reason: self._fail(report, path, reason))
                 if self.text_embedder is not None:
                     report.text_dense_added = self._backfill_text_dense(session)
                 self.pages.remove_stale_tmp()
             finally:
-                if self._pool is not None:
-                    self._pool.close()
-                    self._pool = None
+                if self._feed is not None:
+                    self._feed.close()
+                    self._feed.pool.close()
+                    self._feed = None
                 self._thumbs.close()
                 self._finish_ocr(report)
                 session.close(optimize=True)
@@ -232,14 +239,8 @@ class Indexer:
         record = manifest.get(path)
         stored, visual, start = record.pages, record.visual_pages, record.next_page
         self.events.file_started(path, max(0, total - start + 1))
-        pool = self._render_pool(report)
-        step = max(1, self.opts.batch_pages)
-        chunks = iter([PageChunk(path, digest, a, min(a + step, total + 1)) for a in range(start, total + 1, step)])
-        ahead: deque = deque()
-
-        def submit_ahead() -> None:  # the workers render the next chunks while this process writes
-            while len(ahead) < pool.window and (chunk := next(chunks, None)) is not None:
-                ahead.append(pool.submit(chunk))
+        feed = self._render_feed(report)
+        chunks = chunks_of(path, digest, start, total, self.opts.batch_pages)
 
         def flush(result: ChunkResult, last: int) -> None:
             nonlocal stored, visual
@@ -257,24 +258,34 @@ class Indexer:
             self.events.pages_done(len(result.pages) + len(result.problems))
             report.pages_rendered += len(result.pages)
 
+        feed.open_file(chunks)
         try:
-            submit_ahead()
-            if not ahead and start <= total:
-                flush(ChunkResult(), total)
-            while ahead:
-                handle = ahead.popleft()
-                result = pool.result(handle)
-                submit_ahead()
-                flush(result, handle.chunk.stop - 1)
-        finally:
-            for handle in ahead:  # an error mid-file: nothing more is rendered for it
-                handle.cancel()
+            for _ in chunks:
+                chunk, result = feed.next_result(doc)
+                self._tell_fallback()
+                flush(result, chunk.stop - 1)
+        except BaseException:  # an error mid-file: nothing more is rendered for it
+            feed.discard(path, digest)
+            raise
         return stored
 
-    def _render_pool(self, report: IndexReport) -> RenderPool:
-        """The run's render workers, started for its first file (with the OCR that decides which pages need a
-        full image): `opts.workers`, or the CPUs available, or none for a small run."""
-        if self._pool is None:
+    def _start_feed(self, work: list[Work], manifest: Manifest, report: IndexReport) -> None:
+        """Plan every file's chunks and start the workers on the first ones, before the first file is opened
+        here: the workers then render across file boundaries (`indexing.feed`)."""
+        feed = self._render_feed(report)
+        for w in work:
+            if w.expected_pages <= 0:
+                continue
+            rec = w.record
+            start = rec.next_page if rec and rec.sha256 == w.digest and rec.status == PENDING else 1
+            feed.plan(chunks_of(str(w.src.path), w.digest, start, start - 1 + w.expected_pages,
+                                self.opts.batch_pages))
+        feed.fill()
+
+    def _render_feed(self, report: IndexReport) -> ChunkFeed:
+        """The run's render workers and what they are fed, started once (with the OCR that decides which pages
+        need a full image): `opts.workers`, or the CPUs available, or none for a small run."""
+        if self._feed is None:
             o = self.opts
             if self._ocr is None:
                 self._ocr, report.without_text_hint = build_page_ocr(o.ocr, o.ocr_engine, o.ocr_lang, o.ocr_workers,
@@ -282,12 +293,20 @@ class Indexer:
             workers = o.workers
             if workers is None:
                 workers = 0 if self._expected < SMALL_RUN_PAGES else available_cpus()
+            in_workers = workers > 0 and self._custom_renderer is None
             settings = ExtractSettings(
                 renderer=self.renderer.name, dpi=o.dpi, max_pixels=o.max_pixels, page_store=o.page_store,
                 full_images=self.embedder is not None, ocr=o.ocr if self._ocr.engine is not None else "never",
-                store_root=str(self.index_dir), page_format=o.page_format, webp_method=o.webp_method)
-            self._pool = RenderPool(settings, workers, self._custom_renderer)
-        return self._pool
+                store_root=str(self.index_dir), page_format=o.page_format, webp_method=o.webp_method,
+                text_encoder=worker_factory(self.text_embedder) if in_workers else None)
+            self._feed = ChunkFeed(RenderPool(settings, workers, self._custom_renderer))
+        return self._feed
+
+    def _tell_fallback(self) -> None:
+        """Say once why rendering runs in this process after all (workers that could not start)."""
+        if self._feed is not None and self._feed.pool.fallback and not self._fallback_told:
+            self._fallback_told = True
+            self.events.message(self._feed.pool.fallback)
 
     def _points(self, pages: list[ExtractedPage], digest: str, path: str, title: str,
                 report: IndexReport) -> list[PagePoint]:
@@ -295,8 +314,7 @@ class Indexer:
             return []
         texts = self._page_texts(pages, path, report)
         vectors = self.embedder.encode_documents([p.image for p in pages]) if self.embedder else [None] * len(pages)
-        text_vectors = (embed_page_texts(self.text_embedder, [t.text for t in texts]) if self.text_embedder
-                        else [None] * len(pages))
+        text_vectors = self._text_vectors(pages, texts)
         # Stored images are durable before the manifest counts these pages.
         self.pages.sync_folders([p.image_path for p in pages if p.image_path])
         self._thumbs.put(digest, [(p.number, p.thumbnail) for p in pages if p.thumbnail])
@@ -307,6 +325,17 @@ class Indexer:
                       text_dense=tvec)
             for p, t, vec, tvec in zip(pages, texts, vectors, text_vectors, strict=True)
         ]
+
+    def _text_vectors(self, pages: list[ExtractedPage], texts: list[PageText]) -> list:
+        """Each page's dense text vector: the worker's, where it embedded the text this page keeps; else here."""
+        if self.text_embedder is None:
+            return [None] * len(pages)
+        todo = [i for i, (p, t) in enumerate(zip(pages, texts, strict=True))
+                if p.text_vector is None or t.text != p.text]
+        out = [p.text_vector for p in pages]
+        for i, vec in zip(todo, embed_page_texts(self.text_embedder, [texts[i].text for i in todo]), strict=True):
+            out[i] = vec
+        return out
 
     # ---- OCR (indexing.ocr): text for pages whose text layer is empty or garbage ------------
     def _page_texts(self, batch: list[ExtractedPage], path: str, report: IndexReport) -> list[PageText]:
@@ -357,38 +386,6 @@ class Indexer:
         self._thumbs.delete_document(digest)
         page_images(self.index_dir).forget(digest)
         return removed
-
-    # ---- visual vectors for pages indexed without an encoder ---------------------------------
-    def _backfill_visual(self, manifest: Manifest, session: StoreSession, report: IndexReport) -> int:
-        todo: dict[str, DocumentRecord] = {}
-        for r in manifest.documents(COMPLETE):
-            if r.visual_pages < r.pages:
-                todo.setdefault(r.sha256, r)
-        if not todo:
-            return 0
-        added = 0
-        self.events.message(f"adding visual vectors to {len(todo)} document(s) indexed without them")
-        for digest, record in todo.items():
-            with session.writing() as store:
-                missing = store.pages_missing_visual(limit=100_000, doc_hash=digest)
-            self._set_expected(self._expected + len(missing))
-            self.events.file_started(record.path, len(missing))
-            for i in range(0, len(missing), self.opts.batch_pages):
-                chunk = missing[i : i + self.opts.batch_pages]
-                try:
-                    images = [self._images.load(digest, page, rel) for _, page, rel in chunk]
-                except PageUnavailable as e:  # those pages keep no visual vector until the source is back
-                    self._fail(report, record.path, f"cannot add visual vectors: {e}")
-                    break
-                vectors = self.embedder.encode_documents(images)  # without the lock
-                with session.writing() as store:
-                    store.set_visual(digest, {page: vec for (_, page, _), vec in zip(chunk, vectors, strict=True)})
-                added += len(chunk)
-                self.events.pages_done(len(chunk))
-            else:
-                manifest.set_visual(digest, record.pages, self.embedder.name)
-                self.events.file_finished(record.path, "visual vectors added")
-        return added
 
     # ---- dense text vectors for pages indexed without a text encoder (indexing.text_dense) ---
     def _backfill_text_dense(self, session: StoreSession) -> int:

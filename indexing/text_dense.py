@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from .store import Store
+if TYPE_CHECKING:  # the render workers import this module: no Qdrant there
+    from .store import Store
 
 BACKFILL_SCAN_LIMIT = 1_000_000
 
@@ -31,6 +32,13 @@ class TextEmbedder(Protocol):
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """One L2-normalised row per page text (long texts chunked and pooled by the encoder)."""
         ...
+
+
+def worker_factory(embedder: TextEmbedder | None) -> Callable[[], TextEmbedder] | None:
+    """How a render worker builds its own copy of ``embedder``, if it offers one: ``for_workers()``, a
+    picklable, hashable callable (a spawned worker builds it once). Without it, the writer process embeds."""
+    for_workers = getattr(embedder, "for_workers", None)
+    return for_workers() if callable(for_workers) else None
 
 
 def embed_page_texts(embedder: TextEmbedder, texts: Sequence[str]) -> list[np.ndarray | None]:

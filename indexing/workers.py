@@ -13,11 +13,15 @@ if it kills that worker too, only its file fails, in one line (`DocumentError`).
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from .extract import Chunk, ChunkResult, ExtractSettings, close_open_documents, extract_chunk
-from .render import DocumentError, Renderer
+from .render import DocumentError, RenderDocument, Renderer
 
 
 class _NoWorkers(Exception):
@@ -26,6 +30,18 @@ class _NoWorkers(Exception):
 
 def _ping() -> bool:
     return True
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker's initializer: exit when the indexer dies. A killed (kill -9) parent's workers would
+    otherwise wait on the task queue for ever."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 class Handle:
@@ -42,11 +58,15 @@ class Handle:
 class RenderPool:
     """`workers` render processes (0: in this process), started on the first submit, for one run's settings."""
 
-    def __init__(self, settings: ExtractSettings, workers: int, renderer: Renderer | None = None) -> None:
+    def __init__(self, settings: ExtractSettings, workers: int, renderer: Renderer | None = None,
+                 task: Callable[[ExtractSettings, Chunk], ChunkResult] = extract_chunk) -> None:
+        """``task`` is what a worker runs per chunk: `extract_chunk`, or a module-level function wrapping it
+        (a spawned worker imports it by name)."""
         if workers < 0:
             raise ValueError(f"workers must be >= 0, got {workers}")
         # A renderer object given by the caller cannot cross into another process: it renders here.
         self.settings, self.workers, self.renderer = settings, 0 if renderer is not None else workers, renderer
+        self.task = task
         self._pool: ProcessPoolExecutor | None = None
         self._generation = 0
         self.fallback = ""  # why the run renders in-process after all ("" when it does not)
@@ -59,14 +79,18 @@ class RenderPool:
     def submit(self, chunk: Chunk) -> Handle:
         if self.workers:
             try:
-                return Handle(chunk, self._executor().submit(extract_chunk, self.settings, chunk), self._generation)
+                return Handle(chunk, self._executor().submit(self.task, self.settings, chunk), self._generation)
             except _NoWorkers:
                 pass
         return Handle(chunk, None, 0)
 
-    def result(self, handle: Handle) -> ChunkResult:
+    def result(self, handle: Handle, doc: RenderDocument | None = None) -> ChunkResult:
+        """The chunk's result; rendered here, from ``doc`` when given (the caller's open document of that file:
+        a .pdf.gz is then not inflated a second time), when the pool has no workers."""
         if handle.future is None:
-            return extract_chunk(self.settings, handle.chunk, self.renderer)
+            if self.renderer is not None or doc is not None:
+                return extract_chunk(self.settings, handle.chunk, self.renderer, doc)
+            return self.task(self.settings, handle.chunk)
         if handle.generation != self._generation:  # submitted to a pool that has died since
             handle = self.submit(handle.chunk)
         try:
@@ -90,7 +114,8 @@ class RenderPool:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_exit_with_parent, initargs=(os.getpid(),))
             if self._generation == 0:
                 try:  # workers that cannot start at all (a main script read from stdin): render here instead
                     pool.submit(_ping).result()

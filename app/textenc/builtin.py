@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +80,17 @@ def read_pinned(path: Path, sha256: str, what: str) -> bytes:
     return data
 
 
+@dataclass(frozen=True)
+class BuiltinInWorker:
+    """Builds the built-in model in an indexing render worker (`TextEmbedder.for_workers`): one thread each,
+    since the workers together already use every core."""
+
+    weights: str
+
+    def __call__(self) -> BuiltinTextEncoder:
+        return BuiltinTextEncoder(Path(self.weights), threads=1)
+
+
 class BuiltinTextEncoder:
     """The `TextEmbedder` protocol (indexing.text_dense) plus `encode_queries`, over the pinned ONNX model."""
 
@@ -90,7 +102,8 @@ class BuiltinTextEncoder:
             from tokenizers.implementations import BertWordPieceTokenizer
         except ImportError:
             raise TextEncoderUnavailable(f"the built-in text model needs ONNX Runtime: {INSTALL_HINT}") from None
-        self._model = read_pinned(weights or weights_path(), WEIGHTS_SHA256, "text model weights")
+        self._weights = weights or weights_path()
+        self._model = read_pinned(self._weights, WEIGHTS_SHA256, "text model weights")
         read_pinned(VOCAB_FILE, VOCAB_SHA256, "text model vocabulary")
         tok = BertWordPieceTokenizer(str(VOCAB_FILE), lowercase=True)  # all-MiniLM-L6-v2's own normaliser
         tok.enable_truncation(MAX_TOKENS)
@@ -102,6 +115,9 @@ class BuiltinTextEncoder:
     @property
     def dim(self) -> int:
         return DIM
+
+    def for_workers(self) -> BuiltinInWorker:
+        return BuiltinInWorker(str(self._weights))
 
     def _session(self, optimized: bool):
         import onnxruntime as ort

@@ -150,3 +150,32 @@ def test_cli_default_search_is_hybrid_and_differs_from_text(tmp_path, amc) -> No
     text = json.loads(docrag("search", query, "--json", "-k", "8", "--mode", "text").stdout)
     assert [h["page"] for h in default] != [h["page"] for h in text]
     assert all("snippet" in h and "matched_terms" in h for h in default)
+
+
+class MainProcessCounting(BuiltinTextEncoder):
+    """The built-in model, counting the pages embedded in this (the writer) process."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pages_here = 0
+
+    def encode_texts(self, texts):
+        self.pages_here += len(texts)
+        return super().encode_texts(texts)
+
+
+def test_render_workers_embed_the_page_texts_with_the_same_vectors(tmp_path, amc, model):
+    from indexing.pipeline import Indexer, IndexOptions
+    from indexing.store import locked_store
+
+    idx = tmp_path / "idx"
+    encoder = MainProcessCounting()
+    report = Indexer(idx, None, IndexOptions(dpi=72, workers=2), text_embedder=encoder).sync([amc])
+    assert report.pages == 24 and report.failed == 0
+    assert encoder.pages_here == 0  # every page has a text layer: the workers embedded them all
+    with locked_store(idx, None) as store:
+        assert store.count_with_text_dense() == 24
+        texts = sorted((int(r["page"]), r["text"]) for r in store._scroll(None, 100, ["page", "text"]))
+        for page, text in texts[::6]:  # a worker's vector is the one this process computes for that text
+            (hit,) = store.query(mode="dense", text_vector=model.encode_texts([text])[0], top_k=1)
+            assert hit.page == page and hit.score == pytest.approx(1.0, abs=1e-3)

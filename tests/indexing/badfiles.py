@@ -228,3 +228,19 @@ def make_fifo_pdf(folder: Path) -> Path | None:
     path = folder / "pipe.pdf"
     os.mkfifo(path)
     return path
+
+
+# ---- a render worker that crashes like MuPDF on a hostile file --------------------------------------------
+KILLS_WORKER = "kills-the-renderer"
+
+
+def render_or_crash(settings, chunk):
+    """A render worker's task (`RenderPool(task=...)`): dies of SIGSEGV on a file whose name holds
+    `KILLS_WORKER`, as a MuPDF crash would; renders any other file as the real worker does."""
+    import signal
+
+    from indexing.extract import extract_chunk
+
+    if KILLS_WORKER in Path(chunk.path).name:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return extract_chunk(settings, chunk)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from test_pipeline import HistogramEmbedder
 
 from indexing.manifest import Manifest
 from indexing.page_images import PageImages, PageUnavailable
@@ -124,3 +125,42 @@ def test_deleting_a_document_removes_its_thumbnails_and_cache(tmp_path: Path, pd
     with ThumbnailStore(idx, create=False) as thumbs:
         assert thumbs.count() == 0
     assert not (idx / "cache" / "pages" / digest[:2] / digest).exists()
+
+
+class SizeRecordingEmbedder(HistogramEmbedder):
+    """The histogram embedder, noting the size of each image it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: set[tuple[int, int]] = set()
+
+    def encode_documents(self, images):
+        self.sizes |= {im.size for im in images}
+        return super().encode_documents(images)
+
+
+def test_a_text_only_index_gets_visual_vectors_from_the_sources_and_a_changed_one_is_skipped(
+        tmp_path: Path, pdf: Path, debian_pdfs: dict[str, Path]):
+    other = tmp_path / "other" / "sample-amc.pdf"
+    other.parent.mkdir()
+    shutil.copy(debian_pdfs["sample-amc.pdf"], other)
+    idx = tmp_path / "idx"
+    _index(idx, pdf.parent, workers=0)  # the default page_store: thumbnails only
+    _index(idx, other.parent, workers=0)
+    other.write_bytes(other.read_bytes() + b"\n% edited\n")
+    embedder = SizeRecordingEmbedder()
+    report = Indexer(idx, embedder, IndexOptions(dpi=72, workers=0)).sync([pdf.parent])
+    _, pages = next((r.sha256, r.pages) for r in _records(idx) if r.path == str(pdf))
+    assert report.visual_added == embedder.pages == pages
+    with make_renderer(dpi=72).open(pdf) as doc:
+        assert next(iter(doc.render([1]))).image.size in embedder.sizes  # rendered at the index dpi
+    assert all(max(s) > THUMBNAIL_SIDE for s in embedder.sizes)  # never a thumbnail
+    assert report.problems == [(str(other), f"cannot add visual vectors: source changed since indexing: {other}")]
+    with locked_store(idx, None) as store:
+        assert store.count_with_visual() == pages
+    assert not (idx / "pages").exists()
+
+
+def _records(idx: Path):
+    with Manifest(idx) as m:
+        return list(m.documents())

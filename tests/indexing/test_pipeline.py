@@ -246,9 +246,23 @@ KILLABLE = """
 import sys
 sys.path.insert(0, sys.argv[1])
 from indexing.pipeline import Indexer, IndexOptions
-Indexer(sys.argv[2], None, IndexOptions(dpi=48, batch_pages=4, page_format="png", page_store="full", workers=0)).sync(
-    [sys.argv[3]])
+Indexer(sys.argv[2], None, IndexOptions(dpi=48, batch_pages=4, page_format="png", page_store="full",
+                                         workers=int(sys.argv[4]))).sync([sys.argv[3]])
 """
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def _stored_pages(idx: Path) -> int:
@@ -259,17 +273,23 @@ def _stored_pages(idx: Path) -> int:
         return 0
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_interrupted_run_resumes_to_the_exact_page_set(tmp_path, corpus, sig):
+@pytest.mark.parametrize(("sig", "workers"), [(signal.SIGKILL, 0), (signal.SIGINT, 0), (signal.SIGKILL, 2)])
+def test_interrupted_run_resumes_to_the_exact_page_set(tmp_path, corpus, sig, workers):
     idx = tmp_path / "idx"
-    proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(ROOT), str(idx), str(corpus)],
+    proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(ROOT), str(idx), str(corpus), str(workers)],
                             stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while _stored_pages(idx) < 20 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
     assert proc.poll() is None, "the run finished before it could be interrupted"
+    children = _children(proc.pid)
+    assert len(children) >= workers
     os.kill(proc.pid, sig)
     proc.wait(timeout=30)
+    deadline = time.monotonic() + 30  # its render workers notice and exit: none is left behind
+    while (alive := [c for c in children if _alive(c)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive, f"render workers left running after the indexer died: {alive}"
     with Manifest(idx) as manifest:
         interrupted = [r for r in manifest.documents() if r.status != COMPLETE]
     assert interrupted, "the interruption left nothing to resume"
