@@ -390,7 +390,8 @@ def bench_formats(data: dict[str, Any], formats: list[dict[str, Any]], workdir: 
                      "cpu_ms_per_page": r["sync_cpu_s"] / max(1, rep["pages"]) * 1e3,
                      "kib_per_page": r["page_image_bytes"] / max(1, rep["pages"]) / 1024,
                      "index_kib_per_page": r["index_bytes"] / max(1, rep["pages"]) / 1024,
-                     "peak_rss_mib": r["peak_rss_mib"], "worker_peak_rss_mib": r["worker_peak_rss_mib"],
+                     "peak_rss_mib": r["peak_rss_mib"], # no workers: a child seen then is not a render worker
+                     "worker_peak_rss_mib": r["worker_peak_rss_mib"] if fmt["workers"] != 0 else None,
                      "other_load_cores": r["other_load_cores"],
                      "failed": rep["failed"], "options": r["options"], "index_dir": str(index_dir)})
         if i:

@@ -8,6 +8,10 @@ the run needs:
   stores it (encoded and written here, in parallel), or when OCR must read the page (no usable text layer);
 - otherwise a small drawing (`RenderDocument.render_small`): the thumbnail itself, about 10x fewer pixels.
 
+Each page's text layer is judged here too (`ocr.text_layer_usable`, sent back as ``layer_usable``), and, when the
+run's text encoder can be built in a worker (`text_dense.worker_factory`), its dense text vector is computed here
+(built once per worker), except for pages OCR will read: their text comes later, in the writer.
+
 A worker keeps its last documents open between chunks (`_OPEN`), so a long file is opened once per worker.
 """
 
@@ -21,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .ocr import needs_ocr
+from .ocr import needs_ocr, text_layer_usable
 from .pages import PageStore
 from .render import Page, PageProblem, RenderDocument, Renderer, make_renderer, thumbnail_of
 from .text_dense import TextEmbedder, embed_page_texts
@@ -71,6 +75,7 @@ class ExtractedPage:
     thumbnail: bytes | None = None  # WebP, with page_store = "thumbnail"
     image_path: str = ""  # relative to the index folder, with page_store = "full" (written and fsynced)
     text_vector: np.ndarray | None = None  # the dense vector of ``text`` (pages OCR will read get none here)
+    layer_usable: bool = True  # `ocr.text_layer_usable(text)`, computed here so the writer need not
 
 
 @dataclass
@@ -94,7 +99,8 @@ def extract_chunk(settings: ExtractSettings, chunk: Chunk, renderer: Renderer | 
     for page in pages:
         out.pages.append(_keep(settings, doc, page, store, chunk.digest, full_pass, out.problems))
     if settings.text_encoder is not None:
-        kept = [p for p in out.pages if not needs_ocr(settings.ocr, p.text)]  # OCR'd text is embedded later
+        # OCR'd text is embedded later, by the writer
+        kept = [p for p in out.pages if not needs_ocr(settings.ocr, p.text, p.layer_usable)]
         vectors = embed_page_texts(_text_encoder(settings.text_encoder), [p.text for p in kept])
         for p, vec in zip(kept, vectors, strict=True):
             p.text_vector = vec
@@ -103,11 +109,12 @@ def extract_chunk(settings: ExtractSettings, chunk: Chunk, renderer: Renderer | 
 
 def _keep(settings: ExtractSettings, doc: RenderDocument, page: Page, store: PageStore | None, digest: str,
           full_pass: bool, problems: list[PageProblem]) -> ExtractedPage:
-    ocr_wants = needs_ocr(settings.ocr, page.text)  # OCR reads the full image
+    usable = text_layer_usable(page.text)
+    ocr_wants = needs_ocr(settings.ocr, page.text, usable)  # OCR reads the full image
     full = page.image if full_pass else None
     if full is None and ocr_wants:  # a scan among text pages: draw it again, at the size OCR reads
         full = next(iter(doc.render([page.number], problems.append)), page).image
-    out = ExtractedPage(page.number, page.text)
+    out = ExtractedPage(page.number, page.text, layer_usable=usable)
     if settings.page_store == "thumbnail":
         out.thumbnail = encode_thumbnail(thumbnail_of(page.image) if full_pass else page.image)
     if store is not None:

@@ -55,9 +55,12 @@ def _is_word(token: str) -> bool:
     return letters >= 2 and letters >= 0.6 * len(token)
 
 
-def needs_ocr(mode: str, layer: str) -> bool:
-    """Whether OCR in `mode` (never | auto | always) reads a page with this text layer."""
-    return mode == "always" or (mode == "auto" and not text_layer_usable(layer))
+def needs_ocr(mode: str, layer: str, usable: bool | None = None) -> bool:
+    """Whether OCR in `mode` (never | auto | always) reads a page with this text layer; ``usable`` is
+    `text_layer_usable(layer)` when the caller has it already (a render worker computed it)."""
+    if mode != "auto":
+        return mode == "always"
+    return not (text_layer_usable(layer) if usable is None else usable)
 
 
 def text_layer_usable(text: str) -> bool:
@@ -258,15 +261,19 @@ class PageOcr:
         pages: Sequence[tuple[Image.Image, str]],
         on_failure: Callable[[int, str], None] = lambda i, reason: None,
         on_progress: Callable[[int, int], None] = lambda queued, done: None,
+        usable: Sequence[bool] | None = None,
     ) -> list[PageText]:
-        """One `PageText` per (image, text layer); `on_failure(index, reason)` for a page the engine failed on."""
+        """One `PageText` per (image, text layer); `on_failure(index, reason)` for a page the engine failed on.
+        ``usable``: each layer's `text_layer_usable`, when the render workers computed it (else done here)."""
+        ok = list(usable) if usable is not None else [text_layer_usable(layer) for _, layer in pages]
         out = [PageText(layer) for _, layer in pages]
-        todo = [i for i, (_, layer) in enumerate(pages) if self.needs_ocr(layer)]
+        todo = [i for i, (_, layer) in enumerate(pages) if needs_ocr(self.mode, layer, ok[i])]
         read: set[int] = set()  # pages OCR'd (a short layer kept because OCR read nothing has text after all)
         if todo and self.engine is not None:
             read = self._recognize(self.engine, pages, todo, out, on_failure, on_progress)
-        self.stats.without_text += sum(t.source == SOURCE_LAYER and not text_layer_usable(t.text)
-                                       and not (i in read and t.text.strip()) for i, t in enumerate(out))
+        self.stats.without_text += sum(
+            t.source == SOURCE_LAYER and not (ok[i] if t.text == pages[i][1] else text_layer_usable(t.text))
+            and not (i in read and t.text.strip()) for i, t in enumerate(out))
         return out
 
     def _recognize(

@@ -346,7 +346,8 @@ class Indexer:
 
         # self._ocr is built with the render pool, for the first file: a run with nothing to index never starts it
         return self._ocr.texts([(p.image, p.text) for p in batch], on_failure=failed,
-                         on_progress=lambda queued, done: self.events.ocr_pages(queued, done))
+                               on_progress=lambda queued, done: self.events.ocr_pages(queued, done),
+                               usable=[p.layer_usable for p in batch])
 
     def _finish_ocr(self, report: IndexReport) -> None:
         if self._ocr is None:
