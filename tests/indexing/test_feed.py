@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import badfiles
@@ -124,3 +126,29 @@ def test_a_file_that_kills_its_worker_fails_alone_and_the_next_file_is_whole(fil
     finally:
         feed.close()
         pool.close()
+
+
+STDIN_INDEXER = """
+import sys
+from indexing.pipeline import Events, Indexer, IndexOptions
+
+class Say(Events):
+    def message(self, text):
+        print("message:", text)
+
+report = Indexer(sys.argv[1], None, IndexOptions(dpi=36, workers=2), events=Say()).sync([sys.argv[2]])
+print("pages:", report.pages, "failed:", report.failed)
+"""
+
+
+def test_workers_that_cannot_start_render_here_and_say_so(tmp_path: Path, files):
+    # A main script read from stdin cannot be re-imported by a spawned worker: the pool cannot start.
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    shutil.copy(files["sample-amc.pdf"][0], docs)
+    out = subprocess.run([sys.executable, "-", str(tmp_path / "idx"), str(docs)], input=STDIN_INDEXER, text=True,
+                         capture_output=True, timeout=300, cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "message: render workers could not start; rendering in this process" in lines
+    assert f"pages: {files['sample-amc.pdf'][1]} failed: 0" in lines
