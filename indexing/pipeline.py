@@ -4,8 +4,9 @@ Per run: scan the paths, compare each file with the manifest (size+mtime, then c
 still to render (so progress covers the whole run from the start), and stream the new or changed files
 through render -> page images -> encoder -> store in chunks of ``batch_pages``, never holding a whole
 document in memory. Pages are rendered, and their thumbnails or full images encoded, in worker processes
-(`indexing.workers`, ``workers`` of them, spawn), a few chunks ahead of this process, which takes the results
-in order and is the single writer of the store, the thumbnails and the manifest. What a page keeps of its image
+(`indexing.workers`, ``workers`` of them, spawn), a few chunks ahead of this process and across file boundaries
+(`indexing.feed`); this process takes the results in order and is the single writer of the store, the
+thumbnails and the manifest. What a page keeps of its image
 is ``page_store`` (`indexing.extract`); anything stored is durable (fsynced, or committed) before the manifest
 records its pages, and anyone who needs a page image later gets it from `indexing.page_images`. A document is
 marked complete only after all its pages are stored; a changed file's old pages are removed after its new
