@@ -317,6 +317,8 @@ def bench_indexing(mode: str, data: dict[str, Any], encoder: str | None, workdir
         "seconds": first["sync_s"],
         "pages_per_s": rep["pages"] / first["sync_s"],
         "encode_s": first.get("encode_s"),
+        # the share of the run the encoder was embedding (the workers render meanwhile): 1.0 = never waiting
+        "encoder_busy": first["encode_s"] / first["sync_s"] if first.get("encode_s") is not None else None,
         "encoder_load_s": first.get("encoder_load_s"),
         "other_load_cores": first["other_load_cores"],
         "noop_other_load_cores": second["other_load_cores"],
@@ -521,7 +523,8 @@ def main() -> None:
               f"peak RSS {cli_noop['peak_rss_mib']:.0f} MiB, torch imported: {cli_noop['torch_imported']}")
     if indexing:
         print(f"\n== Indexing: docrag Indexer, {device}, load average {load_before} -> {load_after} ==")
-        print_table(indexing, ["mode", "documents", "pages", "seconds", "pages_per_s", "encode_s", "peak_rss_mib",
+        print_table(indexing, ["mode", "documents", "pages", "seconds", "pages_per_s", "encode_s", "encoder_busy",
+                               "peak_rss_mib",
                                "index_mib", "noop_s", "noop_process_s", "other_load_cores"])
         rows = []
         for r in queries:
