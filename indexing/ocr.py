@@ -253,9 +253,6 @@ class PageOcr:
         self.stats = OcrStats()
         self._pool: ThreadPoolExecutor | None = None
 
-    def needs_ocr(self, layer: str) -> bool:
-        return needs_ocr(self.mode, layer)
-
     def texts(
         self,
         pages: Sequence[tuple[Image.Image, str]],

@@ -1,11 +1,11 @@
 """Render workers: `extract_chunk` in a pool of processes, results handed back in submission order.
 
-The main process submits a file's chunks a few ahead (`window`) and takes results in order, so the manifest
-advances page by page exactly as with one process, and kill -9 loses at most the chunks in flight (the next
-run renders them again). Processes are started with **spawn**: a fork would inherit the index's lock file
-descriptors (`indexing.lock`) and the Qdrant engine's threads. A worker killed by a hostile PDF (a MuPDF
-crash, the OOM killer) breaks the whole pool: the pool is restarted, the chunk is tried once more alone, and
-if it kills that worker too, only its file fails, in one line (`DocumentError`).
+The main process keeps chunks submitted a few ahead (`window`, fed across files by `indexing.feed`) and takes
+results in order, so the manifest advances page by page exactly as with one process, and kill -9 loses at most
+the chunks in flight (the next run renders them again). Processes are started with **spawn**: a fork would
+inherit the index's lock file descriptors (`indexing.lock`) and the Qdrant engine's threads. A worker killed by
+a hostile PDF (a MuPDF crash, the OOM killer) breaks the whole pool: the pool is restarted, the chunk is tried
+once more alone, and if it kills that worker too, only its file fails, in one line (`DocumentError`).
 
 ``workers = 0`` runs `extract_chunk` in the calling process, lazily (nothing renders ahead).
 """
