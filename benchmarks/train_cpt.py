@@ -123,13 +123,13 @@ def run_mode(name: str, cfg: CPTConfig, processor, device: torch.device, amp: to
     with torch.device(device):
         hf = build_model(cfg.base, processor.tokenizer, seed=0)
     hf.set_attn_implementation(cfg.attn_implementation)
-    model = CPTModel(hf, mae_weight=cfg.mae_weight).to(device).train()
+    model = CPTModel(hf, mask_fill=cfg.mask_fill, mae_weight=cfg.mae_weight).to(device).train()
     if checkpointing:
         enable_checkpointing(hf)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.train.lr)
     collator = CPTCollator(processor, mlm_ratio=cfg.mlm_ratio, mae_ratio=cfg.mae_ratio, max_len=cfg.max_len,
-                           pad_to=cfg.max_len if cfg.batching == "fixed" else None)
+                           pad_to=cfg.max_len if cfg.batching == "fixed" else None, fill=cfg.mask_fill == "per_batch")
     source = CPTSteps(cfg, collator, rank=0, world=1, micro=1)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -32,7 +32,7 @@ def info_nce(
     negative_mask: torch.Tensor | None = None,
     temperature: float = 0.03,
     symmetric: bool = False,
-    shared_negatives: bool = True,
+    shared_negatives: bool = False,
     gather: bool = True,
     positive_ids: torch.Tensor | None = None,
     negative_ids: torch.Tensor | None = None,

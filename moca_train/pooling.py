@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .dtypes import at_least_float32
+
 POOLINGS = ("mean", "eos")
 
 
@@ -28,5 +30,5 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str = "mea
     else:
         raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
     # Normalise in float32: bf16 norms of 2-4k-dim vectors are visibly inexact.
-    emb = emb.float()
+    emb = at_least_float32(emb)
     return F.normalize(emb, dim=-1) if normalize else emb

@@ -10,7 +10,9 @@ decoded: `prepare(row)` tokenises the text, sizes each image from its file heade
 * MAE: every merged visual token (2x2 ViT patches = 4 rows of ``pixel_values``) is chosen with
   probability ``mae_ratio``; ``mae_mask`` marks them and ``mae_targets`` holds their original
   normalised pixel rows. ``pixel_values`` stay unmasked here: the model replaces the chosen rows at
-  the vision input (see `moca_train.stages.cpt`).
+  the vision input (see `moca_train.stages.cpt`). With ``fill=True`` the batch also carries ``mae_fill``,
+  the fresh random vector those rows become (MoCa's reference draws one per batch); it comes from the
+  batch's generator, so it depends on the global micro-batch only, not on the number of ranks.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class CPTCollator:
         mae_ratio: float = 0.5,
         max_len: int = 1280,
         pad_to: int | None = None,
+        fill: bool = False,
     ) -> None:
         if not 0.0 <= mlm_ratio < 1.0 or not 0.0 <= mae_ratio < 1.0:
             raise ValueError(f"mask ratios must be in [0, 1): mlm={mlm_ratio}, mae={mae_ratio}")
@@ -71,6 +74,7 @@ class CPTCollator:
         self.mae_ratio = mae_ratio
         self.max_len = max_len
         self.pad_to = pad_to  # a fixed padded length (the naive baseline of the benchmark)
+        self.fill = fill
         self.mask_id = ensure_mask_token(tok)
         self.image_id = tok.convert_tokens_to_ids("<|image_pad|>")
         self.vision_start_id = tok.convert_tokens_to_ids("<|vision_start|>")
@@ -186,6 +190,8 @@ class CPTCollator:
         if pixel_values is not None:
             batch["pixel_values"] = pixel_values
             batch["image_grid_thw"] = grid
+        if self.fill:  # drawn after the masks: the masks are the same with or without it
+            batch["mae_fill"] = torch.randn(self.row_dim, generator=generator)
         return batch
 
 

@@ -30,6 +30,7 @@ from torch import nn
 from ..collators.cocoa import CocoaCollator, additive_mask, block_mask
 from ..collators.common import IGNORE_INDEX
 from ..data.cocoa import CocoaStream
+from ..dtypes import at_least_float32
 from ..processing import MAX_PIXELS, MIN_PIXELS
 from ..trainer import TrainConfig, Trainer
 from .common import (
@@ -126,7 +127,7 @@ class CocoaModel(nn.Module):
         hidden = self.hidden_states(batch)
         labels = batch["labels"]
         sel = labels != IGNORE_INDEX
-        logits = self.model.lm_head(hidden[sel]).float()
+        logits = at_least_float32(self.model.lm_head(hidden[sel]))
         n = max(totals.get("targets", 0.0), 1.0)
         loss = F.cross_entropy(logits, labels[sel], reduction="sum") / n
         acc = (logits.argmax(-1) == labels[sel]).sum() / n

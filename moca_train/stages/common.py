@@ -18,6 +18,7 @@ from torch import nn
 from ..batching import bucketed_budget_batches
 from ..collators.common import check_vocab, ensure_mask_token
 from ..data.common import DataError
+from ..dtypes import at_least_float32
 from ..processing import load_processor, pixel_bounds
 from ..trainer import TrainConfig, coerce_fields
 
@@ -181,7 +182,7 @@ def idle_vision(model: nn.Module, device: torch.device) -> torch.Tensor:
     out = visual(pv, grid_thw=torch.tensor([[1, m, m]], device=device))
     out = getattr(out, "pooler_output", out)
     out = out[0] if isinstance(out, tuple | list) else out
-    return out.float().sum()
+    return at_least_float32(out).sum()
 
 
 # ---- batches ---------------------------------------------------------------------------------------------------

@@ -60,7 +60,9 @@ class ContrastiveConfig(StageConfig):
     pooling: str = "mean"  # mean (MoCa) | eos (CoCoA)
     temperature: float = 0.03
     hard_negatives: int = 2  # per query, as extra columns
-    shared_negatives: bool = True  # every query scores every hard negative of the (global) batch
+    # False (MoCa's and CoCoA's reference code): a query scores only its own hard negatives, as extra columns.
+    # True is our deviation: every query also scores every other query's hard negatives.
+    shared_negatives: bool = False
     symmetric: bool = False  # add the document -> query direction
     gather: bool = True  # in-batch negatives from every rank
     batch_size: int = 24  # rows per device per micro-batch (one source each)

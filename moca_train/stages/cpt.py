@@ -5,10 +5,11 @@ The model is the bidirectional Qwen-VL backbone with two reconstruction heads:
 * MLM: the pretrained ``lm_head`` predicts each masked text token at its own position (unshifted); or, with
   ``text_objective: mntp`` (CoCoA's warm-up, LLM2Vec's masked next-token prediction), from the position
   before it (labels shifted as in causal LM).
-* MAE: masked merged visual tokens are replaced at the vision input (one shared random vector, or a
-  learned one), and an extra bidirectional decoder layer -- a copy of the middle LLM layer, run over
-  the whole final hidden-state sequence with the backbone's own mask and positions -- feeds
-  ``Linear(hidden, 4 * 1176)``, which reconstructs the 4 normalised pixel rows of each masked token.
+* MAE: masked merged visual tokens are replaced at the vision input (by default a fresh random vector per
+  batch, as MoCa's reference code; or one random vector for the run, or a learned one), and an extra
+  bidirectional decoder layer -- a copy of the middle LLM layer, run over the whole final hidden-state
+  sequence with the backbone's own mask and positions -- feeds ``Linear(hidden, 4 * 1176)``, which
+  reconstructs the 4 normalised pixel rows of each masked token.
 
 Loss = MLM (or MNTP) + w * MAE. CoCoA's stage 1 is this stage with ``text_objective: mntp``, 20% of text
 tokens and 50% of patches masked (``configs/cpt_cocoa_*.yaml``). The exported checkpoint is a plain encoder
@@ -32,6 +33,7 @@ from torch import nn
 
 from ..collators import IGNORE_INDEX, CPTCollator
 from ..data import CPTStream
+from ..dtypes import at_least_float32
 from ..processing import MAX_PIXELS, MIN_PIXELS
 from ..trainer import TrainConfig, Trainer
 from .common import (
@@ -53,6 +55,10 @@ from .common import (
 
 HEADS_FILE = "cpt_heads.safetensors"
 TEXT_OBJECTIVES = ("mlm", "mntp")
+# What masked pixel rows become. per_batch: a fresh random vector per micro-batch (MoCa's reference code draws
+# one per batch); fixed: one random vector for the whole run (docrag before 2026-12; "random" is its old name);
+# learned: a trained vector (a fair alternative, RECIPE.md).
+MASK_FILLS = ("per_batch", "fixed", "learned")
 
 
 # ---- configuration ---------------------------------------------------------------------------------------------
@@ -71,7 +77,7 @@ class CPTConfig(StageConfig):
     text_objective: str = "mlm"  # mlm (MoCa: unshifted) | mntp (CoCoA warm-up: predicted from the position before)
     mae_ratio: float = 0.5
     mae_weight: float = 0.5  # paper's best; the reference script uses 0.1
-    mask_fill: str = "random"  # random (one shared random vector, as the reference) | learned
+    mask_fill: str = "per_batch"  # see MASK_FILLS
     batching: str = "budget"  # budget (token-budget, length-bucketed) | fixed (batch_size rows padded to max_len)
     token_budget: int = 16384  # modality-aware cost per micro-batch (padded: longest cost x rows)
     max_batch: int | None = None
@@ -93,7 +99,7 @@ class CPTConfig(StageConfig):
 class CPTModel(nn.Module):
     """Backbone (a Qwen-VL ``*ForConditionalGeneration``) + MAE decoder layer + MAE head."""
 
-    def __init__(self, model: nn.Module, mask_fill: str = "random", mae_weight: float = 0.5, seed: int = 0,
+    def __init__(self, model: nn.Module, mask_fill: str = "per_batch", mae_weight: float = 0.5, seed: int = 0,
                  mntp: bool = False) -> None:
         super().__init__()
         self.model = model
@@ -106,13 +112,15 @@ class CPTModel(nn.Module):
         self.unit = vision.spatial_merge_size**2
         self.row_dim = vision.in_channels * vision.temporal_patch_size * vision.patch_size**2
         self.mae_head = nn.Linear(text.hidden_size, self.unit * self.row_dim)
-        gen = torch.Generator().manual_seed(seed)
-        if mask_fill == "random":
-            self.register_buffer("mae_fill", torch.randn(self.row_dim, generator=gen))
+        mask_fill = "fixed" if mask_fill == "random" else mask_fill  # configs written before per_batch existed
+        if mask_fill == "fixed":
+            self.register_buffer("mae_fill", torch.randn(self.row_dim, generator=torch.Generator().manual_seed(seed)))
         elif mask_fill == "learned":
             self.mae_fill = nn.Parameter(torch.zeros(self.row_dim))
+        elif mask_fill == "per_batch":
+            self.mae_fill = None  # each batch's own ``mae_fill``
         else:
-            raise ValueError(f"unknown mask_fill {mask_fill!r}; choose random or learned")
+            raise ValueError(f"unknown mask_fill {mask_fill!r}; choose {', '.join(MASK_FILLS)}")
         self.mae_weight = mae_weight
         self.image_token_id = cfg.image_token_id
         # The decoder layer must see exactly what the backbone's layers see (mask format for the attention
@@ -125,6 +133,14 @@ class CPTModel(nn.Module):
         if self._capturing:
             self._layer_kwargs = {k: v for k, v in kwargs.items() if k != "hidden_states"}
 
+    def fill_for(self, batch: dict) -> torch.Tensor:
+        """The vector masked pixel rows become in ``batch``."""
+        if self.mae_fill is not None:
+            return self.mae_fill
+        if "mae_fill" not in batch:
+            raise ValueError("mask_fill per_batch needs batches from CPTCollator(fill=True)")
+        return batch["mae_fill"]
+
     def forward(self, batch: dict, totals: dict[str, float]) -> tuple[torch.Tensor, dict]:
         hf = self.model
         input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
@@ -134,7 +150,7 @@ class CPTModel(nn.Module):
         if pixel_values is not None:
             # MAE corruption at the vision input: the 4 rows of each chosen merged token become the fill.
             rows = mae_mask.repeat_interleave(self.unit)[:, None]
-            pixel_values = torch.where(rows, self.mae_fill.to(pixel_values.dtype)[None], pixel_values)
+            pixel_values = torch.where(rows, self.fill_for(batch).to(pixel_values.dtype)[None], pixel_values)
         else:
             # Every rank must run every sharded module in the same order (FSDP collectives): a text-only batch
             # runs the vision tower on one blank merged token, before the LLM as an image batch does, and adds
@@ -162,7 +178,7 @@ class CPTModel(nn.Module):
         if self.mntp:
             text_hidden, labels = hidden[:, :-1], labels[:, 1:]
         sel = labels != IGNORE_INDEX
-        logits = hf.lm_head(text_hidden[sel]).float()
+        logits = at_least_float32(hf.lm_head(text_hidden[sel]))
         targets = labels[sel]
         n_mlm = max(totals.get("mlm", 0.0), 1.0)
         mlm_loss = F.cross_entropy(logits, targets, reduction="sum") / n_mlm
@@ -172,9 +188,9 @@ class CPTModel(nn.Module):
         dec = self.mae_decoder(hidden, **layer_kwargs)
         dec = dec[0] if isinstance(dec, tuple) else dec
         visual = dec[input_ids == self.image_token_id]
-        pred = self.mae_head(visual[mae_mask]).float().view(-1, self.unit, self.row_dim)
+        pred = at_least_float32(self.mae_head(visual[mae_mask])).view(-1, self.unit, self.row_dim)
         n_mae = max(totals.get("mae", 0.0), 1.0) * self.unit  # patches
-        mae_loss = ((pred - batch["mae_targets"].float()) ** 2).mean(-1).sum() / n_mae
+        mae_loss = ((pred - batch["mae_targets"].to(pred.dtype)) ** 2).mean(-1).sum() / n_mae
 
         loss = mlm_loss + self.mae_weight * mae_loss
         if extra is not None:
@@ -238,9 +254,12 @@ class CPTTask:
 
     def make_steps(self, rank: int, world: int, micro_batches: int) -> CPTSteps:
         cfg = self.config
-        collator = CPTCollator(self.processor, mlm_ratio=cfg.mlm_ratio, mae_ratio=cfg.mae_ratio, max_len=cfg.max_len,
-                               pad_to=cfg.max_len if cfg.batching == "fixed" else None)
-        return CPTSteps(cfg, collator, rank, world, micro_batches)
+        return CPTSteps(cfg, self.collator(), rank, world, micro_batches)
+
+    def collator(self) -> CPTCollator:
+        cfg = self.config
+        return CPTCollator(self.processor, mlm_ratio=cfg.mlm_ratio, mae_ratio=cfg.mae_ratio, max_len=cfg.max_len,
+                           pad_to=cfg.max_len if cfg.batching == "fixed" else None, fill=cfg.mask_fill == "per_batch")
 
     def counts(self, batch: dict) -> dict[str, float]:
         return self.counts_for(batch, mntp=self.config.text_objective == "mntp")
@@ -269,8 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     return stage_main(argv, "python -m moca_train.stages.cpt", "MoCa stage 1 (CPT).", CPTConfig, run_cpt)
 
 
-__all__ = ["HEADS_FILE", "CPTConfig", "CPTModel", "CPTSteps", "CPTTask", "enable_checkpointing", "load_base",
-           "load_base_processor", "merge_lora", "resolve_config", "run_cpt"]
+__all__ = ["HEADS_FILE", "MASK_FILLS", "CPTConfig", "CPTModel", "CPTSteps", "CPTTask", "enable_checkpointing",
+           "load_base", "load_base_processor", "merge_lora", "resolve_config", "run_cpt"]
 
 
 if __name__ == "__main__":

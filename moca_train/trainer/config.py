@@ -22,7 +22,7 @@ class TrainConfig:
     warmup_ratio: float = 0.1
     grad_clip: float = 5.0  # 0 disables
     grad_accum: int = 1  # micro-batches per rank per optimizer step
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32 | fp64 (exact comparisons in tests)
     gradient_checkpointing: bool = True
     strategy: str = "auto"  # auto (fsdp when WORLD_SIZE > 1) | fsdp | single
     save_every: int = 0  # 0: only at the end (and at stop_at)

@@ -22,7 +22,7 @@ from .checkpoints import full_state_dict, latest_checkpoint, load_train_state, s
 from .config import Task, TrainConfig
 from .distributed import setup_distributed
 from .log import TrainLog
-from .precision import autocast_dtype
+from .precision import autocast_dtype, weights_dtype
 from .rng import seed_everything
 from .schedule import linear_schedule
 
@@ -47,7 +47,7 @@ class Trainer:
         seed_everything(cfg.seed)
 
         # 1. Model: built identically on every rank (same seed or checkpoint), then sharded.
-        model = task.build_model()
+        model = task.build_model().to(weights_dtype(cfg.precision))
         if cfg.gradient_checkpointing:
             task.enable_gradient_checkpointing(model)
         model.train()

@@ -54,7 +54,7 @@ def test_export_is_a_plain_encoder_with_the_trained_weights(straight_run, cpt_js
     assert docs.shape == (2, 64) and np.isfinite(docs).all() and np.allclose(np.linalg.norm(docs, axis=1), 1, 1e-5)
     # The MAE parts are stored aside, not in the encoder.
     heads = load_file(str(straight_run / "cpt_heads.safetensors"))
-    assert {k.split(".")[0] for k in heads} == {"mae_decoder", "mae_head", "mae_fill"}
+    assert {k.split(".")[0] for k in heads} == {"mae_decoder", "mae_head"}  # the fill is drawn per batch
     assert heads["mae_head.weight"].shape == (4 * 1176, 64)
     assert not any("mae" in k for k in trained)
 
@@ -64,7 +64,7 @@ def tiny(cpt_jsonl, make_cpt_config, tmp_path_factory):
     cfg = make_cpt_config([str(cpt_jsonl)], tmp_path_factory.mktemp("unit"))
     task = CPTTask(cfg)
     model = task.build_model().eval()
-    collator = CPTCollator(task.processor, mlm_ratio=0.4, mae_ratio=0.5, max_len=cfg.max_len)
+    collator = task.collator()
     rows = [json.loads(line) for line in cpt_jsonl.read_text().splitlines()[:3]]
     samples = [collator.prepare(CPTRow(r["text"], r["images"], base_dir=str(cpt_jsonl.parent))) for r in rows]
     return task, model, collator, samples
@@ -87,7 +87,7 @@ def test_mae_masks_at_the_vision_input(tiny):
         hook.remove()
     rows = batch["mae_mask"].repeat_interleave(4)
     assert rows.any() and (~rows).any()
-    assert torch.equal(seen["pv"][rows], model.mae_fill.expand(int(rows.sum()), -1))  # one shared vector
+    assert torch.equal(seen["pv"][rows], batch["mae_fill"].expand(int(rows.sum()), -1))  # the batch's vector
     assert torch.equal(seen["pv"][~rows], batch["pixel_values"][~rows])
     # So the model cannot see masked pixels: changing them changes nothing; changing a visible one does.
     hidden_change = dict(batch, pixel_values=batch["pixel_values"].clone())
@@ -97,6 +97,28 @@ def test_mae_masks_at_the_vision_input(tiny):
     visible_change["pixel_values"][~rows] += 5.0
     assert not torch.equal(_loss(task, model, visible_change)[0], loss)
     assert float(metrics["mae_loss"]) > 0 and float(metrics["mlm_loss"]) > 0
+
+
+def test_the_mae_fill_is_a_fresh_vector_per_batch_by_default_and_fixed_on_request(tiny):
+    # MoCa's reference code draws the fill per batch; docrag's earlier fixed vector stays an option.
+    task, model, collator, samples = tiny
+    assert CPTConfig().mask_fill == "per_batch" and model.mae_fill is None
+    first, second = (collator(samples, generator=torch.Generator().manual_seed(k)) for k in (0, 1))
+    again = collator(samples, generator=torch.Generator().manual_seed(0))
+    assert first["mae_fill"].shape == (1176,) and not torch.equal(first["mae_fill"], second["mae_fill"])
+    assert torch.equal(first["mae_fill"], again["mae_fill"])  # from the batch's generator: resumable, rank-free
+    # Drawing the fill leaves the masks as they were.
+    plain = CPTCollator(task.processor, mlm_ratio=0.4, mae_ratio=0.5, max_len=task.config.max_len)(
+        samples, generator=torch.Generator().manual_seed(0))
+    assert "mae_fill" not in plain
+    assert torch.equal(plain["mae_mask"], first["mae_mask"]) and torch.equal(plain["labels"], first["labels"])
+    with pytest.raises(ValueError, match="per_batch"):
+        _loss(task, model, plain)
+    for name in ("fixed", "random"):  # "random": the old name of fixed, in configs written before
+        fixed = CPTModel(model.model, mask_fill=name)
+        assert isinstance(fixed.mae_fill, torch.Tensor) and torch.equal(fixed.fill_for(first), fixed.fill_for(second))
+    with pytest.raises(ValueError, match="per_batch, fixed, learned"):
+        CPTModel(model.model, mask_fill="zeros")
 
 
 def test_mae_decoder_is_the_middle_layer_and_sees_the_backbone_mask(tiny):
@@ -115,6 +137,7 @@ def test_mae_decoder_is_the_middle_layer_and_sees_the_backbone_mask(tiny):
     try:
         for group in ([short], [short, long]):
             batch = CPTCollator(task.processor, mlm_ratio=0.0, mae_ratio=0.0)(group)
+            batch["mae_fill"] = torch.zeros(1176)  # the same fill for both
             batch["mae_mask"] = torch.ones_like(batch["mae_mask"])
             batch["mae_targets"] = batch["pixel_values"].view(-1, 4, 1176)
             _loss(task, model, batch)
@@ -200,7 +223,7 @@ def test_mntp_predicts_each_masked_token_from_the_position_before_it(tiny):
     with torch.no_grad():
         hidden = model.model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                    pixel_values=torch.where(batch["mae_mask"].repeat_interleave(4)[:, None],
-                                                            model.mae_fill[None], batch["pixel_values"]),
+                                                            batch["mae_fill"][None], batch["pixel_values"]),
                                    image_grid_thw=batch["image_grid_thw"],
                                    mm_token_type_ids=batch.get("mm_token_type_ids"), use_cache=False).last_hidden_state
         labels = batch["labels"][:, 1:]

@@ -21,7 +21,7 @@ def _unit(*shape, seed=0):
 def test_loss_equals_a_hand_computed_infonce():
     q, p, n = _unit(2, 3, seed=0), _unit(2, 3, seed=1), _unit(2, 1, 3, seed=2)
     t = 0.05
-    total, stats = info_nce(q, p, n, torch.tensor([[True], [False]]), temperature=t)
+    total, stats = info_nce(q, p, n, torch.tensor([[True], [False]]), temperature=t, shared_negatives=True)
     expected = 0.0
     for i in range(2):
         cols = [float(q[i] @ p[j]) / t for j in range(2)] + [float(q[i] @ n[0, 0]) / t]  # query 1's negative masked
@@ -37,8 +37,8 @@ def test_loss_equals_a_hand_computed_infonce():
 
 def test_own_negatives_only_and_symmetric():
     q, p, n = _unit(3, 4, seed=3), _unit(3, 4, seed=4), _unit(3, 2, 4, seed=5)
-    shared, _ = info_nce(q, p, n, temperature=0.1)
-    own, _ = info_nce(q, p, n, temperature=0.1, shared_negatives=False)
+    shared, _ = info_nce(q, p, n, temperature=0.1, shared_negatives=True)
+    own, _ = info_nce(q, p, n, temperature=0.1)  # the references' default: own hard negatives only
     assert float(own) < float(shared)  # fewer columns, smaller log-sum-exp
     sym, _ = info_nce(q, p, temperature=0.1, symmetric=True)
     fwd, _ = info_nce(q, p, temperature=0.1)
