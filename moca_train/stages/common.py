@@ -50,13 +50,9 @@ class StageConfig:
     @classmethod
     def load(cls, path: str | os.PathLike, overrides: dict | None = None):
         """A YAML config (a path, or a packaged name: tiny, 3b, 7b) with ``overrides`` applied
-        (``{"base": ..., "train.max_steps": ...}``)."""
-        import yaml
-
-        p = resolve_config(path, cls.PREFIX)
-        d = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(d, dict):
-            raise ValueError(f"{p}: expected a mapping of settings")
+        (``{"base": ..., "train.max_steps": ...}``). ``extends: NAME`` in a file starts from that config
+        (a packaged name or a path beside the file) and changes only what the file sets."""
+        d = read_config(resolve_config(path, cls.PREFIX), cls.PREFIX)
         for key, value in (overrides or {}).items():
             if value is None:
                 continue
@@ -68,6 +64,30 @@ class StageConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def read_config(path: Path, prefix: str, seen: tuple[Path, ...] = ()) -> dict:
+    """The settings of one YAML file, its ``extends`` chain merged under it (nested mappings key by key)."""
+    import yaml
+
+    d = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: expected a mapping of settings")
+    parent = d.pop("extends", None)
+    if parent is None:
+        return d
+    beside = path.parent / str(parent)
+    base_path = beside if beside.is_file() else resolve_config(parent, prefix)
+    if base_path.resolve() in seen:
+        raise ValueError(f"{path}: extends {parent} again (a loop)")
+    return _merged(read_config(base_path, prefix, (*seen, path.resolve())), d)
+
+
+def _merged(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def resolve_config(path: str | os.PathLike, prefix: str = "cpt") -> Path:
@@ -137,6 +157,7 @@ def add_lora(model: nn.Module, lora: dict) -> None:
         lora_alpha=int(lora.get("alpha", 64)),
         lora_dropout=float(lora.get("dropout", 0.0)),
         target_modules=lora.get("target_modules") or LLM_LINEARS,
+        use_dora=bool(lora.get("use_dora", False)),  # CoCoA's warm-up script trains DoRA
     )
     for p in model.parameters():
         p.requires_grad_(False)
@@ -146,11 +167,12 @@ def add_lora(model: nn.Module, lora: dict) -> None:
 
 
 def merge_lora(state: dict[str, torch.Tensor], lora: dict) -> dict[str, torch.Tensor]:
-    """Fold LoRA deltas into the base weights (W + alpha/r * B @ A) and restore the plain key names."""
+    """Fold LoRA deltas into the base weights (W + alpha/r * B @ A) and restore the plain key names. DoRA
+    (peft): the merged rows are rescaled to its learned magnitudes, m * (W + s B A) / ||W + s B A|| per row."""
     scale = float(lora.get("alpha", 64)) / float(lora.get("r", 16))
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
-        if ".lora_A." in key or ".lora_B." in key:
+        if ".lora_A." in key or ".lora_B." in key or ".lora_magnitude_vector." in key:
             continue
         if ".base_layer." in key:
             prefix, _, leaf = key.partition(".base_layer.")
@@ -158,7 +180,11 @@ def merge_lora(state: dict[str, torch.Tensor], lora: dict) -> dict[str, torch.Te
                 a = state.get(f"{prefix}.lora_A.default.weight")
                 b = state.get(f"{prefix}.lora_B.default.weight")
                 if a is not None and b is not None:
-                    value = value + scale * (b.float() @ a.float()).to(value.dtype)
+                    merged = value.double() + scale * (b.double() @ a.double())
+                    magnitude = state.get(f"{prefix}.lora_magnitude_vector.default.weight")
+                    if magnitude is not None:
+                        merged = merged * (magnitude.double() / torch.linalg.norm(merged, dim=1))[:, None]
+                    value = merged.to(value.dtype)
             key = f"{prefix}.{leaf}"
         out[key] = value
     return out
