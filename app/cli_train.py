@@ -18,17 +18,23 @@ def init(
     family: str = typer.Option("qwen2_5_vl", help="Backbone family: qwen2_5_vl | qwen2_vl."),
     seed: int = typer.Option(0, help="Random seed for the initial weights."),
     pooling: str = typer.Option("mean", help="mean (MoCa) | eos (CoCoA)."),
+    dtype: str = typer.Option("auto", help="Weights' dtype: auto (bfloat16 for 3b/7b, float32 for tiny/small) | "
+                                           "float32 | bfloat16."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing checkpoint folder."),
 ) -> None:
     """Write a randomly initialised encoder checkpoint (standard Qwen2.5-VL layout, bidirectional)."""
-    from moca_train.presets import PRESETS, init_checkpoint
+    from moca_train.presets import PRESETS, init_checkpoint, resolve_init_dtype
 
     if preset not in PRESETS:
         fail(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    try:
+        weights = resolve_init_dtype(preset, dtype)
+    except ValueError as e:
+        fail(str(e))
     if out.exists() and any(out.iterdir()) and not force:
         fail(f"{out}: folder exists and is not empty (use --force to overwrite)")
-    path = init_checkpoint(preset, out, family=family, seed=seed, pooling=pooling)
-    typer.echo(f"wrote {preset} {family} encoder to {path}")
+    path = init_checkpoint(preset, out, family=family, seed=seed, pooling=pooling, dtype=dtype)
+    typer.echo(f"wrote {preset} {family} encoder ({str(weights).removeprefix('torch.')}) to {path}")
 
 
 # ---- training data --------------------------------------------------------------------------------------------
@@ -149,8 +155,10 @@ NprocOpt = typer.Option(1, help="Processes (GPUs) on this machine; >1 launches t
 
 @train_app.command("cpt")
 def cpt(
-    config: str = typer.Option("tiny", help="YAML config file, or a packaged one: tiny | 3b | 7b (MoCa), "
-                                            "cocoa_tiny | cocoa_3b | cocoa_7b (CoCoA warm-up)."),
+    config: str = typer.Option("tiny", help="YAML config file, or a packaged one: tiny | 3b | 7b (MoCa paper), "
+                                            "3b_script | 7b_script (MoCa's script: MAE weight 0.1), "
+                                            "cocoa_tiny | cocoa_3b | cocoa_7b (CoCoA warm-up, its script), "
+                                            "cocoa_3b_paper | cocoa_7b_paper (its paper: 50% MAE)."),
     base: str | None = BaseOpt,
     data: list[str] | None = typer.Option(None, help="JSONL source, PATH or PATH:WEIGHT (repeatable)."),
     out: Path | None = OutOpt,

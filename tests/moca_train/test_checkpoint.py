@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from safetensors.torch import load_file, save_file
 
 from moca_train.checkpoint import CheckpointError
@@ -41,6 +42,40 @@ def test_train_init_writes_standard_layout(tiny_ckpt):
         _, info = cls.from_pretrained(str(tiny_ckpt), output_loading_info=True)
         assert not info["missing_keys"] and not info["unexpected_keys"]
 
+
+def test_train_init_writes_float32_for_cpu_presets(tiny_ckpt):
+    assert {t.dtype for t in load_file(str(tiny_ckpt / "model.safetensors")).values()} == {torch.float32}
+    assert json.loads((tiny_ckpt / "config.json").read_text())["dtype"] == "float32"
+
+
+def test_train_init_bf16_writes_bf16_and_loads(tmp_path):
+    from moca_train.presets import init_checkpoint
+
+    out = init_checkpoint("tiny", tmp_path / "bf16", dtype="bfloat16", min_pixels=16 * 28 * 28, max_pixels=64 * 28 * 28)
+    assert {t.dtype for t in load_file(str(out / "model.safetensors")).values()} == {torch.bfloat16}
+    config = json.loads((out / "config.json").read_text())
+    assert config["dtype"] == config["text_config"]["dtype"] == config["vision_config"]["dtype"] == "bfloat16"
+    enc = MoCaEncoder.from_pretrained(out)  # strict: a missing or unexpected key would raise
+    query = enc.encode_queries(["revenue by quarter"])
+    assert np.isfinite(query).all() and np.allclose(np.linalg.norm(query, axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize(("preset", "asked", "written"), [
+    ("3b", "auto", torch.bfloat16), ("7b", "auto", torch.bfloat16), ("tiny", "auto", torch.float32),
+    ("small", "auto", torch.float32), ("3b", "float32", torch.float32), ("tiny", "bf16", torch.bfloat16),
+])
+def test_init_dtype_resolution(preset, asked, written):
+    from moca_train.presets import resolve_init_dtype
+
+    assert resolve_init_dtype(preset, asked) == written
+
+
+@pytest.mark.parametrize("asked", ["float16", "int8", "bogus"])
+def test_unknown_init_dtype_is_an_error(asked):
+    from moca_train.presets import resolve_init_dtype
+
+    with pytest.raises(ValueError, match=f"unknown dtype '{asked}'; choose one of auto, float32, bfloat16"):
+        resolve_init_dtype("3b", asked)
 
 def test_save_then_load_gives_same_embeddings(tiny_ckpt, tmp_path, page_images):
     enc = MoCaEncoder.from_pretrained(tiny_ckpt)
