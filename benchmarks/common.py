@@ -15,10 +15,11 @@ RESULTS = ROOT / "benchmarks" / "results"
 PEAK_BF16_FLOPS = 790e12  # measured bf16 matmul ceiling on the H100/H200 machines
 
 
-def device_name() -> str:
+def device_name(cpu: bool = False) -> str:
+    """The GPU's name, or the CPU's (also with ``cpu``: a run kept on the CPU beside a GPU)."""
     import torch
 
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() and not cpu:
         return torch.cuda.get_device_name(0)
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
@@ -67,8 +68,15 @@ def _fmt(v) -> str:
 
 
 def write_json(name: str, payload: dict) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"\nwrote {path}")
+    return write_json_to(RESULTS / f"{name}.json", payload)
+
+
+def write_json_to(path: Path | str, payload: dict, quiet: bool = False) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")  # a reader (or a kill mid-write) never sees half a file
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.replace(path)
+    if not quiet:
+        print(f"\nwrote {path}")
     return path

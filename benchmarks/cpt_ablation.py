@@ -63,6 +63,8 @@ def main() -> None:
     ap.add_argument("--steps-cl", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", type=Path, default=None, help="keep the runs here (default: a temp dir)")
+    ap.add_argument("--json", type=Path, default=None, help="result file (default: benchmarks/results/cpt_ablation"
+                                                            "[-quick].json)")
     args = ap.parse_args()
     if args.quick:
         args.pages = args.pages or 30
@@ -77,7 +79,7 @@ def main() -> None:
         extra = {}
 
     from app.train_pipeline import PipelineOptions, run_pipeline
-    from benchmarks.common import device_name, print_table, write_json
+    from benchmarks.common import device_name, print_table, write_json, write_json_to
     from benchmarks.eval import versions
 
     tmp = None
@@ -111,7 +113,7 @@ def main() -> None:
     print_table(rows, ["variant", "steps_cpt", "steps_cl", "before_ndcg@5", "after_ndcg@5", "after_ndcg@10",
                        "after_recall@5", "after_mrr@10", "bm25_ndcg@5", "queries", "seconds"])
     print(f"\nnDCG@5 with CPT - without: {delta:+.3f}")
-    write_json("cpt_ablation-quick" if args.quick else "cpt_ablation", {
+    payload = {
         "benchmark": "cpt_ablation",
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": "python benchmarks/cpt_ablation.py " + " ".join(sys.argv[1:]),
@@ -123,7 +125,11 @@ def main() -> None:
         "ndcg5_delta_cpt": delta,
         "total_s": round(time.perf_counter() - started, 1),
         "rows": rows,
-    })
+    }
+    if args.json:
+        write_json_to(args.json, payload)
+    else:
+        write_json("cpt_ablation-quick" if args.quick else "cpt_ablation", payload)
 
 
 if __name__ == "__main__":

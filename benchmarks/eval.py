@@ -29,9 +29,9 @@ DEBIAN = ROOT / ".test-data" / "debian"
 PACKAGES = ("torch", "transformers", "qdrant-edge-py", "pymupdf", "pytrec-eval-terrier")
 
 
-def versions() -> dict[str, str]:
+def versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str]:
     out = {}
-    for p in PACKAGES:
+    for p in packages:
         try:
             out[p] = version(p)
         except PackageNotFoundError:

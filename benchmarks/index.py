@@ -56,12 +56,12 @@ QUERIES = ["scanning the answer sheets", "how to mark the boxes", "LaTeX source 
 # ---------------------------------------------------------------------------------------------- corpus
 
 
-def corpus(n_pages: int | None, dest: Path) -> dict[str, Any]:
-    """The Debian PDFs as they are (n_pages None or >= their total), else n_pages of them spread evenly across
-    every document, written as smaller PDFs into ``dest``."""
-    sources = sorted(p for p in DEBIAN.iterdir() if p.name.endswith((".pdf", ".pdf.gz")))
+def corpus(n_pages: int | None, dest: Path, folder: Path = DEBIAN) -> dict[str, Any]:
+    """The PDFs of ``folder`` (the Debian ones) as they are (n_pages None or >= their total), else n_pages of them
+    spread evenly across every document, written as smaller PDFs into ``dest``."""
+    sources = sorted(p for p in folder.iterdir() if p.name.endswith((".pdf", ".pdf.gz"))) if folder.is_dir() else []
     if not sources:
-        sys.exit(f"no PDFs in {DEBIAN}: run `make test-data` first")
+        sys.exit(f"no PDFs in {folder}: run `make test-data` first")
     counts = []
     for src in sources:
         with open_pdf(src) as doc:
