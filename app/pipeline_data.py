@@ -71,17 +71,20 @@ class PairsReport:
     types: dict[str, int] = field(default_factory=dict)
 
 
-def build_page_pairs(pdfs: Sequence[str | Path], eval_dir: Path, cpt_jsonl: Path, out_jsonl: Path,
+def build_page_pairs(pdfs: Sequence[str | Path], eval_dir: Path, cpt_jsonl: Path | None, out_jsonl: Path,
                      queries_per_page: int, seed: int) -> PairsReport:
-    """Pair rows (query -> its train page's image) in the pair JSONL format of `moca_train.data.pairs`.
+    """Pair rows (query -> its train page's image) in the pair JSONL format of `moca_train.data.pairs`; without
+    ``cpt_jsonl`` (whose rows hold the page images), query -> the page's text: MoCa's text-text pairs.
 
     Queries are synthesised from each train page's text with a seed of their own (not the evaluation's);
     the evaluation set's train queries are added too. A test page never appears, not even as an image."""
     from moca_train.data.pairs import write_pairs
 
-    images = page_images(cpt_jsonl)
+    images = page_images(cpt_jsonl) if cpt_jsonl is not None else None
     held_out = held_out_pages(eval_dir)
-    pages = [p for p in read_pages(pdfs) if (str(p.pdf), p.page) in images and (str(p.pdf), p.page) not in held_out]
+    pages = [p for p in read_pages(pdfs)
+             if (images is None or (str(p.pdf), p.page) in images) and (str(p.pdf), p.page) not in held_out]
+    texts = {(str(p.pdf), p.page): p.text for p in pages}
     by_doc: dict[Path, list[str]] = {}
     for p in pages:
         by_doc.setdefault(p.pdf, []).append(p.text)
@@ -95,8 +98,11 @@ def build_page_pairs(pdfs: Sequence[str | Path], eval_dir: Path, cpt_jsonl: Path
         if not query.strip() or key in seen:
             return
         seen.add(key)
-        image = os.path.relpath(images[(pdf, page)], out_jsonl.parent.absolute())
-        rows.append({"query": query, "pos_image": image, "source": PAIR_SOURCE, "pos_doc": pdf, "pos_page": page})
+        if images is None:
+            positive = {"pos": texts[(pdf, page)]}
+        else:
+            positive = {"pos_image": os.path.relpath(images[(pdf, page)], out_jsonl.parent.absolute())}
+        rows.append({"query": query, **positive, "source": PAIR_SOURCE, "pos_doc": pdf, "pos_page": page})
         report.types[kind] = report.types.get(kind, 0) + 1
 
     for p in pages:
@@ -104,7 +110,7 @@ def build_page_pairs(pdfs: Sequence[str | Path], eval_dir: Path, cpt_jsonl: Path
         for q in page_queries(p.text, queries_per_page, rng, skip[p.pdf]):
             add(q.text, q.type, str(p.pdf), p.page)
     for pdf, page, text, kind in _eval_train_queries(eval_dir):
-        if (pdf, page) in images and (pdf, page) not in held_out:
+        if (pdf, page) in texts:  # a train page (with its image, for image pairs)
             add(text, kind, pdf, page)
     report.pages = len({(r["pos_doc"], r["pos_page"]) for r in rows})
     report.rows = write_pairs(rows, out_jsonl) if rows else 0

@@ -45,6 +45,7 @@ BENCHMARKS: dict[str, Bench] = {
     "train_cpt": Bench("train_cpt.py", quick=["--smoke"], gpu_only=True),
     "eval": Bench("eval.py", quick=["--quick"]),
     "cpt_ablation": Bench("cpt_ablation.py", quick=["--quick"], gpu_only=True),
+    "learns": Bench("learns.py", full=["--ablation"], quick=["--quick"]),
     "train_contrastive": Bench("train_contrastive.py", quick=["--smoke"], gpu_only=True),
     "ocr": Bench("ocr.py", quick=["--pages", "2", "--rapid-pages", "1"]),
     "fusion": Bench("fusion.py", quick=["--tiny-text-encoder", "--pages", "6"]),
