@@ -1,11 +1,41 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
+from safetensors.torch import load_file, save_file
 
 SMALL_PIXELS = dict(min_pixels=16 * 28 * 28, max_pixels=64 * 28 * 28)
+
+
+def _legacy_copy(src: Path, dst: Path, drop: str | None = None) -> Path:
+    """Rewrite a checkpoint as the released MoCa checkpoints are laid out: pre-4.52 key names,
+    a flat config without is_causal, no tokenizer files."""
+    dst.mkdir()
+    weights = load_file(str(src / "model.safetensors"))
+    legacy = {}
+    for key, value in weights.items():
+        key = key.replace("model.language_model.", "model.").replace("model.visual.", "visual.")
+        legacy[key] = value
+    assert any(k.startswith("model.layers.") for k in legacy) and any(k.startswith("visual.") for k in legacy)
+    if drop:
+        del legacy[drop]
+    save_file(legacy, str(dst / "model.safetensors"), metadata={"format": "pt"})
+    config = json.loads((src / "config.json").read_text())
+    text = config.pop("text_config")
+    text.pop("is_causal", None)
+    text.pop("model_type", None)
+    config.update(text)
+    (dst / "config.json").write_text(json.dumps(config))
+    return dst
+
+
+@pytest.fixture(scope="session")
+def legacy_copy():
+    """`legacy_copy(src, dst, drop=None)`: a checkpoint rewritten in the released MoCa checkpoints' layout."""
+    return _legacy_copy
 
 
 @pytest.fixture(scope="session")

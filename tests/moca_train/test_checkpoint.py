@@ -9,28 +9,6 @@ from moca_train.checkpoint import CheckpointError
 from moca_train.modeling import MoCaEncoder
 
 
-def _legacy_copy(src, dst, drop: str | None = None):
-    """Rewrite a checkpoint as the released MoCa checkpoints are laid out: pre-4.52 key names,
-    a flat config without is_causal, no tokenizer files."""
-    dst.mkdir()
-    weights = load_file(str(src / "model.safetensors"))
-    legacy = {}
-    for key, value in weights.items():
-        key = key.replace("model.language_model.", "model.").replace("model.visual.", "visual.")
-        legacy[key] = value
-    assert any(k.startswith("model.layers.") for k in legacy) and any(k.startswith("visual.") for k in legacy)
-    if drop:
-        del legacy[drop]
-    save_file(legacy, str(dst / "model.safetensors"), metadata={"format": "pt"})
-    config = json.loads((src / "config.json").read_text())
-    text = config.pop("text_config")
-    text.pop("is_causal", None)
-    text.pop("model_type", None)
-    config.update(text)
-    (dst / "config.json").write_text(json.dumps(config))
-    return dst
-
-
 def test_train_init_writes_standard_layout(tiny_ckpt):
     from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLModel
 
@@ -85,8 +63,8 @@ def test_save_then_load_gives_same_embeddings(tiny_ckpt, tmp_path, page_images):
     assert np.array_equal(before, after)
 
 
-def test_legacy_layout_loads_to_identical_outputs(tiny_ckpt, tmp_path, page_images):
-    legacy = _legacy_copy(tiny_ckpt, tmp_path / "legacy")
+def test_legacy_layout_loads_to_identical_outputs(tiny_ckpt, tmp_path, page_images, legacy_copy):
+    legacy = legacy_copy(tiny_ckpt, tmp_path / "legacy")
     enc = MoCaEncoder.from_pretrained(legacy, processor=tiny_ckpt)
     assert enc.model.config.text_config.is_causal is False
     ref = MoCaEncoder.from_pretrained(tiny_ckpt)
@@ -94,15 +72,15 @@ def test_legacy_layout_loads_to_identical_outputs(tiny_ckpt, tmp_path, page_imag
     assert np.array_equal(enc.encode_queries(["tables"]), ref.encode_queries(["tables"]))
 
 
-def test_legacy_without_processor_uses_offline_processor(tiny_ckpt, tmp_path):
-    legacy = _legacy_copy(tiny_ckpt, tmp_path / "legacy")
+def test_legacy_without_processor_uses_offline_processor(tiny_ckpt, tmp_path, legacy_copy):
+    legacy = legacy_copy(tiny_ckpt, tmp_path / "legacy")
     enc = MoCaEncoder.from_pretrained(legacy)
     assert enc.processor.tokenizer.convert_tokens_to_ids("<|image_pad|>") == 151655
 
 
 @pytest.mark.parametrize("key", ["model.norm.weight", "visual.blocks.0.attn.qkv.weight"])
-def test_missing_weight_is_an_error_naming_it(tiny_ckpt, tmp_path, key):
-    broken = _legacy_copy(tiny_ckpt, tmp_path / "broken", drop=key)
+def test_missing_weight_is_an_error_naming_it(tiny_ckpt, tmp_path, key, legacy_copy):
+    broken = legacy_copy(tiny_ckpt, tmp_path / "broken", drop=key)
     with pytest.raises(CheckpointError, match="missing keys") as err:
         MoCaEncoder.from_pretrained(broken, processor=tiny_ckpt)
     assert key.split(".")[-2] in str(err.value)
