@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ROOT = Path(__file__).resolve().parents[1]
 DEBIAN = ROOT / ".test-data" / "debian"
-# Copies of one exam (every line repeats) and the largest manual (half the pages, slow to embed on CPU).
+# Copies of one exam (every line repeats): no query can be made from them.
 SKIP = ("sample-amc.pdf", "sample-plain.pdf")
 QUICK_PDF = "auto-multiple-choice.en.pdf"
 
@@ -156,9 +156,8 @@ def main(argv: list[str] | None = None) -> int:
             budget = dataclasses.replace(budget, **{name: getattr(args, name)})
 
     from app.evaluation.build import build_eval_set
-    from app.evaluation.compare import paired_test
     from app.pipeline_data import build_page_pairs
-    from benchmarks.common import device_name, print_table, write_json
+    from benchmarks.common import device_name, print_table, write_json, write_json_to
     from benchmarks.eval import versions
 
     tmp = None
@@ -184,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         report: dict = {"random_init_ndcg@5": before, "trained": {k: v for k, v in main_run.items()
                                                                    if k != "per_query"}}
         if args.ablation:
-            report["ablation"] = ablation(pairs, evalset, work, budget, args.seeds, main_run, paired_test, rows)
+            report["ablation"] = ablation(pairs, evalset, work, budget, args.seeds, main_run, rows)
             cached = train_and_score(pairs, evalset, work / "cl-gradcache", budget, seed=0, chunk=budget.batch // 4)
             gap = max(abs(a - b) for a, b in zip(main_run["losses"], cached["losses"], strict=True))
             report["gradcache"] = {"max_loss_gap": gap, "ndcg@5": cached["ndcg@5"], "losses": cached["losses"]}
@@ -206,17 +205,17 @@ def main(argv: list[str] | None = None) -> int:
         "total_s": round(time.perf_counter() - started, 1), "rows": rows, **report,
     }
     if args.json:
-        import json
-
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+        write_json_to(args.json, payload)
     else:
         write_json("learns-quick" if args.quick else "learns", payload)
     return 0
 
 
-def ablation(pairs: Path, evalset: Path, work: Path, budget: Budget, seeds: int, seed0: dict, paired_test,
+def ablation(pairs: Path, evalset: Path, work: Path, budget: Budget, seeds: int, seed0: dict,
              rows: list[dict]) -> dict:
     """CPT (MLM on the train pages' text) then the same contrastive budget, vs the contrastive stage alone."""
+    from app.evaluation.compare import paired_test
+
     with_cpt, without = {}, {}
     text_rows = cpt_text_rows(pairs, work / "cpt-text.jsonl")
     for seed in range(seeds):
