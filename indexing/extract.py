@@ -30,6 +30,7 @@ from .pages import PageStore
 from .render import Page, PageProblem, RenderDocument, Renderer, make_renderer, thumbnail_of
 from .text_dense import TextEmbedder, embed_page_texts
 from .thumbnails import encode_thumbnail
+from .words import encode_words
 
 PAGE_STORES = ("none", "thumbnail", "full")
 
@@ -76,6 +77,7 @@ class ExtractedPage:
     image_path: str = ""  # relative to the index folder, with page_store = "full" (written and fsynced)
     text_vector: np.ndarray | None = None  # the dense vector of ``text`` (pages OCR will read get none here)
     layer_usable: bool = True  # `ocr.text_layer_usable(text)`, computed here so the writer need not
+    words: bytes | None = None  # the text layer's word boxes (`indexing.words`), None where the renderer gives none
 
 
 @dataclass
@@ -114,7 +116,8 @@ def _keep(settings: ExtractSettings, doc: RenderDocument, page: Page, store: Pag
     full = page.image if full_pass else None
     if full is None and ocr_wants:  # a scan among text pages: draw it again, at the size OCR reads
         full = next(iter(doc.render([page.number], problems.append)), page).image
-    out = ExtractedPage(page.number, page.text, layer_usable=usable)
+    out = ExtractedPage(page.number, page.text, layer_usable=usable,
+                        words=encode_words(page.text, page.words) if page.words is not None else None)
     if settings.page_store == "thumbnail":
         out.thumbnail = encode_thumbnail(thumbnail_of(page.image) if full_pass else page.image)
     if store is not None:

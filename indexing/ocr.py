@@ -4,11 +4,15 @@
   layer fails it is OCR'd; ``always`` OCRs every page (the OCR text replaces the layer); ``never`` none.
 * Engines: Tesseract (the Debian ``tesseract-ocr`` package plus ``tesseract-ocr-LANG`` packs, driven through
   its CLI) by default; RapidOCR (``pip install docrag[ocr]``, ONNX models shipped in the wheel) as an option.
-  The engine, its version and the languages are recorded per page (payload ``ocr_engine``).
+  The engine, its version and the languages are recorded per page (payload ``ocr_engine``). The engines live
+  in `indexing.ocr_engines` (re-exported here).
+* Words: an OCR'd page comes with the engine's word boxes (`PageText.words`), so matched words can be
+  highlighted on a scan as on a page with a text layer (`indexing.words`).
 * Cost: pages are recognised in parallel, ``workers`` at a time. For Tesseract every page is its own
   ``tesseract`` process (single-threaded, ``OMP_THREAD_LIMIT=1``), so a page that crashes or hangs the engine
   fails alone: it is reported and the others go on. Results are cached in ``INDEX_DIR/ocr_cache.sqlite`` by
-  the hash of the page image's pixels (and the engine + languages), so a re-index never OCRs a page twice.
+  the hash of the page image's pixels (and the engine + languages), so a re-index never OCRs a page twice;
+  a row cached before word boxes (no words) is read once more, to get them.
 * Without an engine nothing fails: such pages are indexed without text and counted (`OcrStats.without_text`);
   the caller prints `MISSING_ENGINE_HINT`.
 """
@@ -16,11 +20,8 @@
 from __future__ import annotations
 
 import hashlib
-import io
-import os
-import shutil
+import json
 import sqlite3
-import subprocess
 import threading
 import unicodedata
 from collections import Counter
@@ -28,16 +29,26 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from PIL import Image
 
+from .ocr_engines import (  # noqa: F401  the engines' names are re-exported: `from indexing.ocr import ...`
+    BOX_DECIMALS,
+    DEFAULT_LANG,
+    MISSING_ENGINE_HINT,
+    OCR_ENGINES,
+    OcrEngine,
+    OcrFailed,
+    OcrUnavailable,
+    RapidOcrEngine,
+    TesseractEngine,
+    make_engine,
+)
+from .words import RawWord
+
 OCR_MODES = ("auto", "always", "never")
-OCR_ENGINES = ("tesseract", "rapidocr")
-DEFAULT_LANG = "eng"
 CACHE_NAME = "ocr_cache.sqlite"
 SOURCE_LAYER, SOURCE_OCR = "layer", "ocr"
-MISSING_ENGINE_HINT = "install tesseract-ocr for OCR"
 
 # The text-layer check. A layer is usable when it has at least MIN_WORDS word-like tokens and most of its
 # visible characters are letters, digits or ordinary punctuation. Scans have no layer (or a few stray
@@ -87,100 +98,6 @@ def text_layer_usable(text: str) -> bool:
     return len(words) >= MIN_WORD_TOKEN_RATIO * lettered
 
 
-class OcrFailed(RuntimeError):
-    """The engine could not read one page (its message is one line)."""
-
-
-class OcrUnavailable(RuntimeError):
-    """No usable OCR engine (not installed, or missing language data); the message says what to install."""
-
-
-class OcrEngine(Protocol):
-    """What the OCR runner needs: recognise one page image; thread-safe (several pages run at once)."""
-
-    name: str  # "tesseract 5.3.0 (eng+jpn)": engine, version, languages; recorded per page
-
-    def recognize(self, image: Image.Image) -> str: ...
-
-
-class TesseractEngine:
-    """Tesseract through its CLI: one process per page, single-threaded, killed after `timeout_s`."""
-
-    def __init__(self, lang: str = DEFAULT_LANG, *, binary: str = "tesseract", timeout_s: float = 120.0) -> None:
-        path = shutil.which(binary)
-        if path is None:
-            raise OcrUnavailable(f"{MISSING_ENGINE_HINT} ({binary} is not on PATH)")
-        self.binary, self.lang, self.timeout_s = path, lang, timeout_s
-        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30)
-        first = (out.stdout or out.stderr).strip().splitlines()
-        self.version = first[0].split()[-1] if first else "unknown"
-        langs = subprocess.run([path, "--list-langs"], capture_output=True, text=True, timeout=30).stdout.split()
-        missing = [code for code in lang.split("+") if code not in langs[1:]]
-        if missing:
-            packs = " ".join(f"tesseract-ocr-{m}" for m in missing)
-            raise OcrUnavailable(f"tesseract has no language data for {'+'.join(missing)}: apt-get install {packs}")
-        self.name = f"tesseract {self.version} ({lang})"
-
-    def recognize(self, image: Image.Image) -> str:
-        buf = io.BytesIO()
-        image.convert("L").save(buf, format="PPM")  # PGM: no compression cost, and tesseract binarises anyway
-        env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
-        try:
-            out = subprocess.run([self.binary, "stdin", "stdout", "-l", self.lang], input=buf.getvalue(),
-                                 capture_output=True, timeout=self.timeout_s, env=env)
-        except subprocess.TimeoutExpired:
-            raise OcrFailed(f"tesseract took longer than {self.timeout_s:.0f} s") from None
-        if out.returncode != 0:
-            lines = [ln for ln in out.stderr.decode(errors="replace").splitlines() if ln.strip()]
-            raise OcrFailed(f"tesseract exited with {out.returncode}: {'; '.join(lines[-2:]) or 'no message'}")
-        return out.stdout.decode("utf-8", errors="replace").strip()
-
-
-class RapidOcrEngine:
-    """RapidOCR (ONNX Runtime; its wheel ships Chinese+English detection/recognition models).
-
-    One single-threaded RapidOCR per worker thread: ONNX Runtime releases the GIL while it runs, so `workers`
-    pages run at once without its threads spinning against each other for the same cores.
-    """
-
-    def __init__(self, lang: str = DEFAULT_LANG) -> None:
-        try:
-            from importlib.metadata import version
-
-            import rapidocr_onnxruntime  # noqa: F401
-        except ImportError:
-            raise OcrUnavailable("RapidOCR is not installed: pip install 'docrag[ocr]'") from None
-        self._local = threading.local()
-        self.version = version("rapidocr-onnxruntime")
-        self.name = f"rapidocr {self.version} (ch+en)"
-
-    def _engine(self):
-        engine = getattr(self._local, "engine", None)
-        if engine is None:
-            from rapidocr_onnxruntime import RapidOCR
-
-            engine = self._local.engine = RapidOCR(intra_op_num_threads=1, inter_op_num_threads=1)
-        return engine
-
-    def recognize(self, image: Image.Image) -> str:
-        import numpy as np
-
-        try:
-            result, _ = self._engine()(np.asarray(image.convert("RGB")))
-        except Exception as e:  # the engine's own errors have no common type
-            raise OcrFailed(f"rapidocr: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-        return "\n".join(str(r[1]) for r in (result or []))
-
-
-def make_engine(engine: str = "tesseract", lang: str = DEFAULT_LANG) -> OcrEngine:
-    """The named engine for `lang` ("eng+fra+jpn", Tesseract's codes); raises OcrUnavailable."""
-    if engine == "tesseract":
-        return TesseractEngine(lang)
-    if engine == "rapidocr":
-        return RapidOcrEngine(lang)
-    raise ValueError(f"unknown OCR engine {engine!r}: choose one of {', '.join(OCR_ENGINES)}")
-
-
 def image_digest(image: Image.Image) -> str:
     """Hash of a page image's pixels (not its file bytes: the same render always gives the same key)."""
     h = hashlib.sha256(f"{image.mode}:{image.width}x{image.height}:".encode())
@@ -189,26 +106,49 @@ def image_digest(image: Image.Image) -> str:
 
 
 class OcrCache:
-    """OCR text by (engine, page-image hash), in SQLite under the index folder. Thread-safe."""
+    """OCR text and words by (engine, page-image hash), in SQLite under the index folder. Thread-safe.
+
+    Words are JSON, ``[[x0, y0, x1, y1, "word"], ...]`` with 4-decimal coordinates (about 40 bytes a word,
+    13-14 KiB a text-heavy page): readable with the sqlite3 shell, and this is a cache, not the index.
+    A cache file from before word boxes gets the ``words`` column added; its rows (words NULL) are misses.
+    """
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS ocr (engine TEXT, image TEXT, text TEXT, PRIMARY KEY (engine, image))"
-        )
+        self._db.execute("CREATE TABLE IF NOT EXISTS ocr "
+                         "(engine TEXT, image TEXT, text TEXT, words TEXT, PRIMARY KEY (engine, image))")
+        if "words" not in {row[1] for row in self._db.execute("PRAGMA table_info(ocr)")}:
+            try:
+                self._db.execute("ALTER TABLE ocr ADD COLUMN words TEXT")
+            except sqlite3.OperationalError as e:  # another process added it between the check and here
+                if "duplicate column" not in str(e):
+                    raise
         self._lock = threading.Lock()
 
-    def get(self, engine: str, digest: str) -> str | None:
+    def get(self, engine: str, digest: str) -> tuple[str, list[RawWord]] | None:
+        """The cached text and words; None when the page is not cached or was cached without words: the
+        engine reads such a page once more (its text is the same, the engine and version being part of the key),
+        else a page cached before word boxes would never get any."""
         with self._lock:
-            row = self._db.execute("SELECT text FROM ocr WHERE engine = ? AND image = ?", (engine, digest)).fetchone()
-        return row[0] if row else None
+            row = self._db.execute("SELECT text, words FROM ocr WHERE engine = ? AND image = ?",
+                                   (engine, digest)).fetchone()
+        if row is None or row[1] is None:
+            return None
+        try:
+            words = [(float(x0), float(y0), float(x1), float(y1), str(w)) for x0, y0, x1, y1, w in json.loads(row[1])]
+        except (ValueError, TypeError):
+            return None  # a damaged row is read again
+        return row[0], words
 
-    def put(self, engine: str, digest: str, text: str) -> None:
+    def put(self, engine: str, digest: str, text: str, words: Sequence[RawWord]) -> None:
+        data = json.dumps([[*(round(v, BOX_DECIMALS) for v in (x0, y0, x1, y1)), w] for x0, y0, x1, y1, w in words],
+                          ensure_ascii=False, separators=(",", ":"))
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO ocr(engine, image, text) VALUES (?, ?, ?)", (engine, digest, text))
+            self._db.execute("INSERT OR REPLACE INTO ocr(engine, image, text, words) VALUES (?, ?, ?, ?)",
+                             (engine, digest, text, data))
 
     def __len__(self) -> int:
         with self._lock:
@@ -220,11 +160,16 @@ class OcrCache:
 
 @dataclass
 class PageText:
-    """The text a page is indexed with: `source` "layer" (its text layer) or "ocr", `engine` for OCR."""
+    """The text a page is indexed with: `source` "layer" (its text layer) or "ocr", `engine` for OCR.
+
+    `words`: the OCR engine's words of `text`, in its order (`indexing.words.align` ties them to the text);
+    None for a page indexed with its text layer, whose words come from the layer (`indexing.render`).
+    """
 
     text: str
     source: str = SOURCE_LAYER
     engine: str = ""
+    words: list[RawWord] | None = None
 
 
 @dataclass
@@ -293,8 +238,9 @@ class PageOcr:
             if cached is None:
                 run[digest] = idx  # identical images in one batch (blank pages, repeated forms) run once
             else:
+                text, words = cached
                 for i in idx:
-                    out[i] = _better(pages[i][1], PageText(cached, SOURCE_OCR, engine.name))
+                    out[i] = _better(pages[i][1], PageText(text, SOURCE_OCR, engine.name, list(words)))
                 read.update(idx)
                 self.stats.cached += len(idx)
         if not run:
@@ -302,11 +248,11 @@ class PageOcr:
         on_progress(len(run), 0)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="ocr")
-        futures = {d: self._pool.submit(engine.recognize, pages[idx[0]][0]) for d, idx in run.items()}
+        futures = {d: self._pool.submit(engine.recognize_words, pages[idx[0]][0]) for d, idx in run.items()}
         for digest, fut in futures.items():
             idx = run[digest]
             try:
-                text = fut.result()
+                text, words = fut.result()
             except OcrFailed as e:
                 self.stats.failed += len(idx)
                 for i in idx:
@@ -314,11 +260,11 @@ class PageOcr:
             else:
                 self.stats.recognized += 1
                 self.stats.cached += len(idx) - 1
-                for i in idx:
-                    out[i] = _better(pages[i][1], PageText(text, SOURCE_OCR, engine.name))
+                for i in idx:  # each page its own list: a caller may change one page's words
+                    out[i] = _better(pages[i][1], PageText(text, SOURCE_OCR, engine.name, list(words)))
                 read.update(idx)
                 if self.cache is not None:
-                    self.cache.put(engine.name, digest, text)
+                    self.cache.put(engine.name, digest, text, words)
             on_progress(0, 1)
         return read
 
@@ -332,9 +278,10 @@ class PageOcr:
 
 def _better(layer: str, ocr: PageText) -> PageText:
     """The OCR text, unless it read nothing usable where the text layer has words (a one-word title page,
-    a page rendered too small to read): then the layer is all there is, and it is kept."""
+    a page rendered too small to read): then the layer is all there is, and it is kept, without the OCR words
+    (they are not the layer's: its words come from the layer)."""
     if layer.strip() and not text_layer_usable(ocr.text):
-        return PageText(layer)
+        return PageText(layer, words=None)
     return ocr
 
 

@@ -43,9 +43,9 @@ from .render import DocumentError, Renderer, make_renderer
 from .render.base import _one_line
 from .run import Embedder, EmbedderUnavailable, Events, IndexOptions, IndexReport
 from .scan import SourceFile, display_path, scan
+from .sidecars import WORDS_META, PageSidecars, backfill_words
 from .store import DimensionMismatch, PagePoint, StoreError, StoreSession, WriterLock, utc_now
 from .text_dense import TextEmbedder, backfill_text_dense, embed_page_texts, worker_factory
-from .thumbnails import ThumbnailStore
 from .workers import RenderPool
 
 # A run this small renders in-process when the worker count is automatic: starting processes would cost more.
@@ -81,7 +81,7 @@ class Indexer:
         self._feed: ChunkFeed | None = None
         self._fallback_told = False
         self._images = page_images(self.index_dir)
-        self._thumbs: ThumbnailStore | None = None
+        self._sidecars: PageSidecars | None = None  # thumbnails and word boxes
 
     # ---- public ------------------------------------------------------------------------------
     def sync(self, paths: Iterable[str | Path], prune: bool = False) -> IndexReport:
@@ -95,7 +95,7 @@ class Indexer:
         with WriterLock(self.index_dir, self.opts.command), Manifest(self.index_dir) as manifest:
             dim = self.embedder.dim if self.embedder else None
             session = StoreSession(self.index_dir, self.opts.store_settings(), dim)
-            self._thumbs = ThumbnailStore(self.index_dir, create=self.opts.page_store == "thumbnail")
+            self._sidecars = PageSidecars(self.index_dir, thumbnails=self.opts.page_store == "thumbnail")
             try:
                 if self.opts.qdrant_url:
                     with session.writing():  # a server that cannot be reached: say so now, even on a no-op run
@@ -122,13 +122,17 @@ class Indexer:
                         fail=lambda path, reason: self._fail(report, path, reason))
                 if self.text_embedder is not None:
                     report.text_dense_added = self._backfill_text_dense(session)
+                if self._sidecars.pages_without_words:
+                    manifest.set_meta(WORDS_META, "")
+                report.words_added = backfill_words(manifest, session, self._sidecars.words,
+                               fail=lambda path, reason: self.events.message(f"{display_path(path)}: {reason}"))
                 self.pages.remove_stale_tmp()
             finally:
                 if self._feed is not None:
                     self._feed.close()
                     self._feed.pool.close()
                     self._feed = None
-                self._thumbs.close()
+                self._sidecars.close()
                 self._finish_ocr(report)
                 session.close(optimize=True)
         report.seconds = round(time.monotonic() - started, 3)
@@ -146,11 +150,11 @@ class Indexer:
             if record is None:
                 raise KeyError(f"{display_path(key)}: not in the index")
             session = StoreSession(self.index_dir, self.opts.store_settings(), None)
-            self._thumbs = ThumbnailStore(self.index_dir, create=False)
+            self._sidecars = PageSidecars(self.index_dir, thumbnails=False)
             try:
                 return self._remove(record, manifest, session)
             finally:
-                self._thumbs.close()
+                self._sidecars.close()
                 session.close()
 
     # ---- one file ----------------------------------------------------------------------------
@@ -318,7 +322,7 @@ class Indexer:
         text_vectors = self._text_vectors(pages, texts)
         # Stored images are durable before the manifest counts these pages.
         self.pages.sync_folders([p.image_path for p in pages if p.image_path])
-        self._thumbs.put(digest, [(p.number, p.thumbnail) for p in pages if p.thumbnail])
+        self._sidecars.put(digest, pages, texts)
         now = utc_now()
         return [
             PagePoint(doc_hash=digest, doc_path=path, page=p.number, image_path=p.image_path, text=t.text, title=title,
@@ -385,7 +389,7 @@ class Indexer:
         with session.writing() as store:
             removed = store.delete_document(digest)
         self.pages.delete_document(digest)
-        self._thumbs.delete_document(digest)
+        self._sidecars.delete_document(digest)
         page_images(self.index_dir).forget(digest)
         return removed
 

@@ -94,6 +94,7 @@ class IndexReport:
     pages_rendered: int = 0
     visual_added: int = 0
     text_dense_added: int = 0  # stored pages that got a dense text vector from their stored text (backfill)
+    words_added: int = 0  # stored pages that got word boxes from their source's text layer (backfill)
     ocr_pages: int = 0  # pages the OCR engine read in this run
     ocr_cached: int = 0  # pages whose OCR text came from the cache
     pages_without_text: int = 0  # pages indexed without usable text (scans with no OCR engine, OCR off)

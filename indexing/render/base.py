@@ -33,13 +33,17 @@ PDF2IMAGE_HINT = (
 
 @dataclass
 class Page:
-    """One rendered page: `number` is 1-based, `image` is RGB, `text` is the text layer ("" for images/scans)."""
+    """One rendered page: `number` is 1-based, `image` is RGB, `text` is the text layer ("" for images/scans).
+
+    `words` are the text layer's words with their boxes normalised to the page (`indexing.words.RawWord`), in
+    the order of `text`; None where the renderer does not give them (pdf2image)."""
 
     number: int
     image: Image.Image
     text: str
     width: int
     height: int
+    words: list[tuple[float, float, float, float, str]] | None = None
 
 
 class DocumentError(Exception):
@@ -93,7 +97,7 @@ class RenderDocument:
         """
         for page in self.render(pages, on_problem):
             small = thumbnail_of(page.image, max_side)
-            yield Page(page.number, small, page.text, small.width, small.height)
+            yield Page(page.number, small, page.text, small.width, small.height, page.words)
 
     def close(self) -> None:
         """Release the file (and any inflated copy). Idempotent."""

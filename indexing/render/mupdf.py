@@ -100,9 +100,36 @@ def _page_text(page: pymupdf.Page) -> str:
     return normalize_text(page.get_text("text", flags=_TEXT_FLAGS))
 
 
-def _display_list_text(drawn: pymupdf.DisplayList) -> str:
-    """`_page_text` from a display list already made for the pixels."""
-    return normalize_text(pymupdf.TextPage(drawn.get_textpage(_TEXT_FLAGS)).extractText())
+def _display_list_text(drawn: pymupdf.DisplayList) -> tuple[str, list[tuple[float, float, float, float, str]]]:
+    """`_page_text` and the words with their boxes (0-1 of the page), from a display list made for the pixels."""
+    textpage = pymupdf.TextPage(drawn.get_textpage(_TEXT_FLAGS))
+    return normalize_text(textpage.extractText()), _words(textpage, drawn.rect)
+
+
+def _words(textpage: pymupdf.TextPage, rect: pymupdf.Rect) -> list[tuple[float, float, float, float, str]]:
+    """The text page's words, their boxes normalised to the page rectangle (what `indexing.words` stores)."""
+    w, h = rect.width or 1.0, rect.height or 1.0
+    x, y = rect.x0, rect.y0
+    return [((x0 - x) / w, (y0 - y) / h, (x1 - x) / w, (y1 - y) / h, word)
+            for x0, y0, x1, y1, word, *_ in textpage.extractWORDS()]
+
+
+def open_pdf_pages(path: Path, texts: dict[int, str]) -> Iterator[tuple[int, str, list]]:
+    """(page, its text as given, its words) for the pages of `texts`, without drawing them: word boxes for pages
+    indexed before word boxes were (`indexing.sidecars.backfill_words`). A page MuPDF cannot read is left out."""
+    doc = _open_mupdf(path)
+    try:
+        for number in sorted(texts):
+            if not 1 <= number <= doc.page_count:
+                continue
+            try:
+                page = doc.load_page(number - 1)
+                words = _words(page.get_textpage(flags=_TEXT_FLAGS), page.rect)
+            except Exception:  # MuPDF raises many types; that page keeps no boxes
+                continue
+            yield number, texts[number], words
+    finally:
+        doc.close()
 
 
 def _mupdf_zoom(page: pymupdf.Page, dpi: int, max_pixels: int) -> float:
@@ -171,12 +198,12 @@ class PyMuPDFRenderer(_PdfOrImageRenderer):
                 image.frombytes(pix.samples_mv)  # straight from MuPDF's buffer, no intermediate bytes object
                 image = _fit(image, self.max_pixels)
                 del pix
-                text = _display_list_text(drawn) if self.text else ""
+                text, words = _display_list_text(drawn) if self.text else ("", None)
                 del drawn
             except Exception as e:  # MuPDF raises many types; one bad page must not stop the rest
                 _report(on_problem, PageProblem(path, number, _one_line(str(e)) or type(e).__name__))
                 continue
-            yield Page(number=number, image=image, text=text, width=image.width, height=image.height)
+            yield Page(number=number, image=image, text=text, width=image.width, height=image.height, words=words)
 
 
 class _MuPDFDocument(RenderDocument):
@@ -200,7 +227,7 @@ class _MuPDFDocument(RenderDocument):
         for page in self._renderer._pages(self._doc, self.path, pages, on_problem, max_side=max_side):
             # MuPDF rounds the pixmap outwards: a pixel over is trimmed here, not stored.
             small = thumbnail_of(page.image, max_side)
-            yield Page(page.number, small, page.text, small.width, small.height)
+            yield Page(page.number, small, page.text, small.width, small.height, page.words)
 
     def close(self) -> None:
         doc, self._doc = self._doc, None

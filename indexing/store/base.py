@@ -273,6 +273,14 @@ class Store(ABC):
         out = [(str(r.get("doc_hash", "")), int(r.get("page", 0)), str(r.get("text") or "")) for r in rows]
         return sorted(row for row in out if row[2].strip())  # a page without text gets no text vector
 
+    def page_texts(self, doc_hash: str, limit: int = 100_000) -> list[tuple[int, str, str]]:
+        """A document's pages as (page, text, text_source), sorted: what their word boxes are tied to."""
+        with self._lock:
+            self._check_open()
+            rows = self._scroll(_Filter(must=(("eq", "doc_hash", doc_hash),)), limit, ["page", "text", "text_source"])
+        return sorted((int(r.get("page", 0)), str(r.get("text") or ""), str(r.get("text_source") or ""))
+                      for r in rows)
+
     def count_with_text_dense(self) -> int:
         """Number of pages that carry a `text_dense` vector."""
         with self._lock:

@@ -92,6 +92,10 @@ class Hit:
     # A short passage around the query's matched terms, **marked** (`indexing.snippets`; filled in by the search).
     snippet: str = ""
     matched_terms: list[str] = field(default_factory=list)
+    # Where the matched terms are on the page: [{box: [x0, y0, x1, y1] in 0-1 of the page, term}] (`app.highlights`),
+    # and, when there are none, why (no matched term, or no word boxes for the page yet).
+    highlights: list[dict[str, Any]] = field(default_factory=list)
+    highlights_note: str = ""
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any] | None, score: float) -> Hit:
