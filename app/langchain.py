@@ -5,7 +5,8 @@
 
 Each Document's `page_content` is the page's text layer; `metadata` holds `source` (document path),
 `page`, `score`, `image` (the page image's path), `mode`, `snippet` (a passage around the query's matched terms,
-which are **marked**) and `matched_terms`. The store is kept open between queries and
+which are **marked**), `matched_terms` and `highlights` (their boxes on the page, `[{box, term}]`, 0-1 of the
+page). The store is kept open between queries and
 released whenever a `docrag index` elsewhere waits for it.
 """
 
@@ -54,7 +55,7 @@ class DocRagRetriever(BaseRetriever):
         return [Document(page_content=h.text or "", metadata={
             "source": h.doc_path, "page": h.page, "score": float(h.score),
             "image": hit_image(rag.config.index_dir, h)[0], "mode": mode, "title": h.title,
-            "snippet": h.snippet, "matched_terms": h.matched_terms,
+            "snippet": h.snippet, "matched_terms": h.matched_terms, "highlights": h.highlights,
         }) for h in hits]
 
     async def _aget_relevant_documents(self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun,

@@ -372,13 +372,12 @@ class DocRag:
     def _add_snippets(self, hits: list[Hit], query: str, bm25) -> None:
         from indexing.snippets import TermMatcher
 
+        from .highlights import annotate_hits
+
         key = (bm25.language, bm25.cjk)
         if self._matcher is None or self._matcher[0] != key:
             self._matcher = (key, TermMatcher(bm25))
-        matcher = self._matcher[1]
-        for hit in hits:
-            s = matcher.snippet(hit.text, query)
-            hit.snippet, hit.matched_terms = s.text, s.terms
+        annotate_hits(hits, query, self._matcher[1], self.config.index_dir)
 
     def reranker(self):
         """The configured reranker (``rerank``: none | cross-encoder:NAME | llm), built once; None when off."""
@@ -476,4 +475,5 @@ def hit_to_dict(hit: Hit, index_dir: Path, text_chars: int = 300, thumbnail: boo
             **({"image_error": image_error} if image_error else {}),
             "text": (d.get("text") or "")[:text_chars], "title": d.get("title", ""),
             "text_source": d.get("text_source", "layer"), "snippet": d.get("snippet", ""),
-            "matched_terms": d.get("matched_terms") or []}
+            "matched_terms": d.get("matched_terms") or [], "highlights": d.get("highlights") or [],
+            **({"highlights_note": d["highlights_note"]} if d.get("highlights_note") else {})}

@@ -18,6 +18,7 @@ from app import DocRag, hit_to_dict
 from app.llm import HOW_TO_CONFIGURE, LLMError, describe_llm
 
 from .jobs import IndexingJobs
+from .overlay import draw_highlights
 from .uploads import UploadRefused, store_upload
 
 MODES = ["auto", "hybrid", "visual", "text", "dense"]
@@ -137,6 +138,11 @@ class DocRagUI:
         image, why = self._full_page(r)
         if image is None:  # the source changed or vanished and nothing full-size is stored: say so
             caption += f"\n\n{html.escape(why)}"
+        elif r.get("highlights"):
+            image = draw_highlights(image, r["highlights"])
+            caption += f" · {len(r['highlights'])} match(es) highlighted"
+        elif r.get("highlights_note"):  # found by its picture or meaning: no boxes, and the viewer says why
+            caption += f"\n\n_{html.escape(r['highlights_note'])}_"
         return image, caption + (f"\n\n{_markdown_snippet(r['snippet'])}" if r.get("snippet") else "")
 
     def _full_page(self, row: dict) -> tuple[str | None, str]:
@@ -167,14 +173,21 @@ class DocRagUI:
             yield prefix + _error_line(e), empty, []
             return
         cites = [{"label": f"[{c.n}] {Path(c.doc).name}, page {c.page}", "image": c.image, "doc": c.doc,
-                  "page": c.page} for c in answer.citations]
+                  "page": c.page, "quote": c.quote, "boxes": c.boxes, "found": c.found} for c in answer.citations]
         yield answer.answer, gr.update(choices=[c["label"] for c in cites], value=None), cites
 
     def on_cite(self, label: str | None, cites: list[dict]):
         for c in cites or []:
             if c["label"] == label:
                 name = html.escape(Path(c["doc"]).name)
-                return c["image"], f"**{name}**, page {c['page']} (cited {label.split()[0]})"
+                caption = f"**{name}**, page {c['page']} (cited {label.split()[0]})"
+                image = c["image"]
+                if image and c.get("boxes"):  # the quote the answer relies on, highlighted on the page
+                    image = draw_highlights(image, [{"box": b} for b in c["boxes"]])
+                    caption += f"\n\n> {html.escape(c['quote'])}"
+                elif c.get("found") is False:
+                    caption += f"\n\n_The quote given for it is not on this page: {html.escape(c['quote'])}_"
+                return image, caption
         return gr.update(), gr.update()
 
     # ---- rendering ---------------------------------------------------------------------------

@@ -44,7 +44,8 @@ def test_json_output_shape(index_dir):
     assert out["answer"].startswith("Replace the connector [1] (see [9]).") and "[9]" in out["answer"].split(").")[1]
     assert len(out["citations"]) == 1
     c = out["citations"][0]
-    assert list(c) == ["n", "doc", "page", "image", "score"] and c["n"] == 1
+    assert list(c) == ["n", "doc", "page", "image", "score", "quote", "boxes", "found"] and c["n"] == 1
+    assert c["quote"] == "" and c["found"] is None  # the double gives no quote: citations work as before
     assert (c["doc"], c["page"]) == (out["pages"][0]["doc"], out["pages"][0]["page"])
     assert c["doc"].endswith("solar-maintenance.pdf") and Path(c["image"]).is_file()
     assert len(out["pages"]) == 2

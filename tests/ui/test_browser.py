@@ -10,8 +10,10 @@ import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import numpy as np
 import pytest
 from gradio_client import Client
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -68,9 +70,23 @@ def test_upload_search_open_ask_cite(served, llm_double, debian_pdfs, tmp_path):
         thumbs.nth(0).click()
         view = page.locator("#page-view img")
         expect(view).to_be_visible(timeout=30_000)
-        # Rendered on demand into the index's page cache; Gradio may serve a copy of it: same bytes.
-        assert Path(_served_path(view.get_attribute("src"))).read_bytes() == Path(rows[0]["image"]).read_bytes()
+        # Rendered on demand into the index's page cache, the matched terms highlighted over it: marker yellow
+        # (blue well below red) inside each highlight box, the page's grey elsewhere.
         expect(page.locator("#page-caption")).to_contain_text(f"page {rows[0]['page']}")
+        expect(page.locator("#page-caption")).to_contain_text("highlighted")
+        assert rows[0]["highlights"]
+        with Image.open(_served_path(view.get_attribute("src"))) as shown:
+            pixels = np.asarray(shown.convert("RGB"), dtype=float)
+        with Image.open(rows[0]["image"]) as raw:
+            assert raw.size == shown.size
+        h, w = pixels.shape[:2]
+        for hl in rows[0]["highlights"]:
+            x0, y0, x1, y1 = hl["box"]
+            box = pixels[round(y0 * h) : round(y1 * h), round(x0 * w) : round(x1 * w)]
+            assert box[..., 0].mean() - box[..., 2].mean() > 40, f"no highlight drawn at {hl}"
+        assert abs(pixels[..., 0].mean() - pixels[..., 2].mean()) < 10  # the rest of the page is untouched
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.locator("#page-view").screenshot(path=str(ARTIFACTS / "ui-highlights.png"))
 
         # Ask: the answer streams in (the double sends a chunk every 0.6 s), then citations appear.
         asked = len(llm_double.requests)
