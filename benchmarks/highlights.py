@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import unicodedata
+from importlib.metadata import version
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -114,7 +115,9 @@ def main() -> None:
            "value": len(v), "unit": "quotes"} for k, v in quote_ms.items()),
     ]
     print_table(rows_out, ["what", "p50_ms", "p95_ms", "value", "unit"])
-    write_json("highlights", {"device": device_name(cpu=True), "pages": pages, "rows": rows_out})
+    write_json("highlights", {"device": device_name(cpu=True), "when": time.strftime("%Y-%m-%d"),
+                              "versions": {"pymupdf": version("pymupdf"), "qdrant-edge-py": version("qdrant-edge-py")},
+                              "pages": pages, "rows": rows_out})
 
 
 if __name__ == "__main__":
