@@ -10,7 +10,6 @@ pinned anywhere.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -21,7 +20,7 @@ from indexing.store import Hit
 
 from .llm import LLM, ImagePart, Message
 from .page_image import hit_image
-from .quotes import extract_quotes, find_quote
+from .quotes import CITE, extract_quotes, find_quote
 
 SYSTEM_PROMPT = (
     "You answer questions about documents using only the numbered pages you are given. Each page comes as "
@@ -30,8 +29,6 @@ SYSTEM_PROMPT = (
     'double quotes, e.g. [2] "the exact words on the page". If the pages do not contain the answer, say so.'
 )
 
-# [1], [2, 3], [2][3]; not "[a]" or "[12.5]".
-_CITE = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 
 
 @dataclass
@@ -74,7 +71,7 @@ def build_messages(question: str, hits: list[Hit], index_dir: Path, text_chars: 
 def cited_numbers(text: str) -> list[int]:
     """The citation numbers in `text`, in order of first appearance, each once."""
     seen: dict[int, None] = {}
-    for match in _CITE.finditer(text):
+    for match in CITE.finditer(text):
         for number in match.group(1).split(","):
             seen.setdefault(int(number), None)
     return list(seen)

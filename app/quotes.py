@@ -43,10 +43,12 @@ _JOIN = re.compile(
     r"(?<=[^\W_])[-\u00ad\u2010\u2011](?:[ \t]*(?:\r\n|[\n\r\v\f\x85\u2028\u2029])\s*)?(?=[^\W_])"
 )
 
-# The citation format of `app.answer._CITE` ([1], [2, 3]), one or more in a row ([2][3]), then the quote: after
-# optional spaces and a colon or dash, in straight or curly double quotes or guillemets. A quote may wrap onto
-# the next line but not run past a blank line or 500 characters (an unclosed quote must not swallow the answer).
-_CITES = r"(?:\[\d{1,3}(?:\s*,\s*\d{1,3})*\][ \t]*)+"
+# A citation: [1], [2, 3]; not "[a]" or "[12.5]" (`app.answer` maps them to pages).
+CITE = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
+# One or more citations in a row ([2][3]), then the quote: after optional spaces and a colon or dash, in straight
+# or curly double quotes or guillemets. A quote may wrap onto the next line but not run past a blank line or 500
+# characters (an unclosed quote must not swallow the answer).
+_CITES = rf"(?:{CITE.pattern}[ \t]*)+"
 
 
 def _inside(closers: str) -> str:

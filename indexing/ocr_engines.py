@@ -24,13 +24,12 @@ from typing import Protocol
 from PIL import Image
 
 from .tokenize import CJK_RUN
-from .words import RawWord
+from .words import RawWord, char_widths
 
 OCR_ENGINES = ("tesseract", "rapidocr")
 DEFAULT_LANG = "eng"
 MISSING_ENGINE_HINT = "install tesseract-ocr for OCR"
 BOX_DECIMALS = 4  # a ten-thousandth of the page (a 16th of a point on A4): finer than any highlight needs
-NARROW_CHAR = 0.55  # a non-CJK character's width against a CJK one (as `indexing.words` draws a part of a box)
 
 
 class OcrFailed(RuntimeError):
@@ -191,7 +190,7 @@ def _line_words(polygon: Sequence[Sequence[float]], line: str, width: int, heigh
         (ax, ay), (bx, by), (cx, cy), (dx, dy) = ((float(p[0]), float(p[1])) for p in polygon)
     except (TypeError, ValueError):
         return []
-    weights = [1.0 if CJK_RUN.match(ch) else NARROW_CHAR for ch in line]
+    weights = char_widths(line)
     total = sum(weights)
     if not total:
         return []

@@ -68,12 +68,14 @@ def backfill_words(manifest: Manifest, session: StoreSession, words: WordStore,
     added, left = 0, False
     seen: set[str] = set()
     for record in manifest.documents(COMPLETE):
-        if record.sha256 in seen or len(words.pages(record.sha256)) >= record.pages:
+        if record.sha256 in seen:
             continue
         seen.add(record.sha256)
+        have = words.pages(record.sha256)
+        if len(have) >= record.pages:
+            continue
         with session.writing() as store:
             texts = store.page_texts(record.sha256)
-        have = words.pages(record.sha256)
         todo = {page: text for page, text, source in texts if page not in have and source != SOURCE_OCR}
         if not todo:
             continue

@@ -32,7 +32,7 @@ RawWord = tuple[float, float, float, float, str]  # a box and the word as the la
 _Q = 4095  # coordinate steps across the page
 _MAGIC = b"W1"
 _SEARCH_AHEAD = 200  # how far past the last placed word a word is looked for in the text
-_NARROW = 0.55  # a non-CJK character's width against a CJK one, when a box is split inside a word
+NARROW_CHAR = 0.55  # a non-CJK character's width against a CJK one, when a box is shared out among characters
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class PageWords:
 
     start: np.ndarray  # int64
     end: np.ndarray
-    boxes_: np.ndarray  # (n, 4) float, 0..1
+    rects: np.ndarray  # (n, 4) float, 0..1
 
     @classmethod
     def empty(cls) -> PageWords:
@@ -63,7 +63,7 @@ class PageWords:
         parts: list[Box] = []
         for i in range(lo, hi):
             s, e = int(self.start[i]), int(self.end[i])
-            x0, y0, x1, y1 = (float(v) for v in self.boxes_[i])
+            x0, y0, x1, y1 = (float(v) for v in self.rects[i])
             if start > s or end < e:  # part of the word: its share of the width
                 a, b = _share(text, s, e, max(start, s), min(end, e))
                 x0, x1 = x0 + (x1 - x0) * a, x0 + (x1 - x0) * b
@@ -72,7 +72,7 @@ class PageWords:
 
     def encode(self) -> bytes:
         n = len(self)
-        q = np.clip(np.rint(self.boxes_ * _Q), 0, _Q).astype(np.int64).reshape(n, 4)
+        q = np.clip(np.rint(self.rects * _Q), 0, _Q).astype(np.int64).reshape(n, 4)
         prev_end = np.concatenate([[0], self.end[:-1]]) if n else np.zeros(0, np.int64)
         prev_y = np.concatenate([[0], q[:-1, 1]]) if n else np.zeros(0, np.int64)
         columns = [self.start - prev_end, self.end - self.start, q[:, 0], q[:, 1] - prev_y,
@@ -131,9 +131,15 @@ def encode_words(text: str, words: Iterable[RawWord]) -> bytes:
     return align(text, words).encode()
 
 
+def char_widths(text: str) -> list[float]:
+    """Each character's share of a line's width, where only a box for the whole run is known: CJK characters
+    are drawn square, others about half as wide."""
+    return [1.0 if CJK_RUN.match(ch) else NARROW_CHAR for ch in text]
+
+
 def _share(text: str, s: int, e: int, a: int, b: int) -> tuple[float, float]:
     """The fraction of a word's width [s, e) before a and before b."""
-    weights = [1.0 if text and CJK_RUN.match(text[i]) else _NARROW for i in range(s, e)] if text else [1.0] * (e - s)
+    weights = char_widths(text[s:e]) if text else [1.0] * (e - s)
     total = sum(weights) or 1.0
     return sum(weights[: a - s]) / total, sum(weights[: b - s]) / total
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from openai_double import OpenAIDouble
 from PIL import Image
 
 from app import DocRag
@@ -152,11 +153,6 @@ def test_a_changed_source_gets_no_boxes_from_its_new_content(tmp_path, debian_pd
 def test_quoted_citations_come_back_with_boxes_and_an_invented_quote_is_not_found(en_index) -> None:
     """The OpenAI-compatible double answers with a quote from page [1] (split by a line break on the page) and
     an invented one for [2]: the first gets boxes on its page, the second is found: false and said in one line."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from openai_double import OpenAIDouble
-
     rag, idx = en_index
     hits = rag.search("scanner configuration", top_k=2, mode="text")
     lines = [ln for ln in hits[0].text.splitlines() if len(ln.split()) >= 6]
